@@ -1,0 +1,26 @@
+"""The ``astroloc`` command: one entry point for the service, the workers and the tools.
+
+Each area has its own small module of commands (service/cli/*.py), mounted here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from service.cli import db, run
+
+app = typer.Typer(
+    name="astroloc",
+    help="Geolocalization of astronaut photos and star-tracker frames.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
+run.register(app)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,247 @@
+"""Plain functions over the tables: the only place that writes SQL-ish code.
+
+Spatial queries run in PostGIS (GeoAlchemy2 functions, GiST index) on the production store and fall
+back to shapely on the embedded SQLite store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+import shapely
+from shapely.prepared import prep
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.db import is_postgis
+from service.models import Footprint, Job, ModelVersion, Photo, Tle, utcnow
+
+# ---------------------------------------------------------------------------------------------
+# jobs
+
+JOB_STATUSES = ("queued", "started", "finished", "failed")
+
+
+def create_job(
+    session: Session,
+    kind: str,
+    params: dict | None = None,
+    *,
+    queue: str = "default",
+    max_attempts: int = 3,
+    photo_id: str | None = None,
+) -> Job:
+    job = Job(
+        kind=kind,
+        params=params or {},
+        queue=queue,
+        status="queued",
+        progress=0.0,
+        attempts=0,
+        max_attempts=max_attempts,
+        photo_id=photo_id,
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def claim_job(session: Session, job_id: str, worker: str) -> Job | None:
+    """Mark a queued job started by ``worker``; None if it is not queued (already done, or claimed).
+
+    The conditional UPDATE makes a duplicate delivery of the same job a no-op.
+    """
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="started",
+            attempts=Job.attempts + 1,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+            error=None,
+        )
+    ).rowcount
+    session.commit()
+    return session.get(Job, job_id, populate_existing=True) if claimed else None
+
+
+def record_progress(
+    session: Session, job_id: str, progress: float | None = None, detail: dict | None = None
+) -> None:
+    values: dict = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, float(progress)))
+    if detail is not None:
+        values["detail"] = detail
+    session.execute(update(Job).where(Job.id == job_id, Job.status == "started").values(**values))
+    session.commit()
+
+
+def finish_job(session: Session, job_id: str, result: dict) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(status="finished", progress=1.0, result=result, finished_at=utcnow(), error=None)
+    )
+    session.commit()
+
+
+def fail_job(session: Session, job_id: str, error: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(status="failed", error=error, finished_at=utcnow())
+    )
+    session.commit()
+
+
+def abandoned_jobs(session: Session, silent_since: datetime) -> Sequence[Job]:
+    """Started jobs whose runner has not sent a heartbeat since ``silent_since`` (it died)."""
+    return session.scalars(
+        select(Job).where(Job.status == "started", Job.heartbeat_at < silent_since)
+    ).all()
+
+
+def requeue_job(session: Session, job_id: str, reason: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(status="queued", error=reason, worker=None, heartbeat_at=None)
+    )
+    session.commit()
+
+
+def queued_jobs(session: Session, older_than: timedelta | None = None) -> Sequence[Job]:
+    query = select(Job).where(Job.status == "queued")
+    if older_than is not None:
+        query = query.where(Job.created_at < utcnow() - older_than)
+    return session.scalars(query.order_by(Job.created_at)).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# photos and footprints
+
+
+def get_photo(session: Session, photo_id: str) -> Photo | None:
+    return session.scalar(select(Photo).where(Photo.photo_id == photo_id))
+
+
+def add_footprint(
+    session: Session,
+    photo_id: str,
+    geom: BaseGeometry,
+    *,
+    method: str,
+    confidence: float | None = None,
+    inliers: int | None = None,
+    model_version: str | None = None,
+    job_id: str | None = None,
+) -> Footprint:
+    if not geom.is_valid or geom.is_empty:
+        raise ValueError(f"footprint geometry is not a valid polygon: {shapely.is_valid_reason(geom)}")
+    footprint = Footprint(
+        photo_id=photo_id,
+        geom=geom,
+        method=method,
+        confidence=confidence,
+        inliers=inliers,
+        model_version=model_version,
+        job_id=job_id,
+        created_at=utcnow(),
+    )
+    session.add(footprint)
+    session.flush()
+    return footprint
+
+
+def latest_footprint(session: Session, photo_id: str) -> Footprint | None:
+    return session.scalar(
+        select(Footprint)
+        .where(Footprint.photo_id == photo_id)
+        .order_by(Footprint.created_at.desc(), Footprint.id.desc())
+        .limit(1)
+    )
+
+
+def footprints_intersecting(session: Session, region: BaseGeometry, limit: int = 1000) -> list[Footprint]:
+    """Footprints whose polygon intersects ``region`` (lon/lat), newest first."""
+    if is_postgis(session):
+        # ST_Intersects uses the GiST index on footprints.geom.
+        query = (
+            select(Footprint)
+            .where(func.ST_Intersects(Footprint.geom, func.ST_GeomFromText(region.wkt, 4326)))
+            .order_by(Footprint.created_at.desc(), Footprint.id.desc())
+            .limit(limit)
+        )
+        return list(session.scalars(query).all())
+    candidates = session.scalars(
+        select(Footprint).order_by(Footprint.created_at.desc(), Footprint.id.desc())
+    ).all()
+    prepared = prep(region)
+    return [fp for fp in candidates if prepared.intersects(fp.geom)][:limit]
+
+
+# ---------------------------------------------------------------------------------------------
+# TLEs
+
+
+def import_tles(
+    session: Session, tles: Iterable[tuple[int, str | None, datetime, str, str]]
+) -> tuple[int, int]:
+    """Store (norad_id, name, epoch, line1, line2) rows; returns (added, already_present)."""
+    added = present = 0
+    for norad_id, name, epoch, line1, line2 in tles:
+        exists = session.scalar(select(Tle.id).where(Tle.norad_id == norad_id, Tle.epoch == epoch))
+        if exists is not None:
+            present += 1
+            continue
+        session.add(Tle(norad_id=norad_id, name=name, epoch=epoch, line1=line1, line2=line2))
+        session.flush()
+        added += 1
+    return added, present
+
+
+def list_tles(session: Session, norad_id: int) -> Sequence[Tle]:
+    return session.scalars(select(Tle).where(Tle.norad_id == norad_id).order_by(Tle.epoch)).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# model versions
+
+
+def list_model_versions(session: Session, kind: str | None = None) -> Sequence[ModelVersion]:
+    query = select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+    if kind:
+        query = query.where(ModelVersion.kind == kind)
+    return session.scalars(query).all()
+
+
+def active_model_version(session: Session, kind: str) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion).where(ModelVersion.kind == kind, ModelVersion.active.is_(True))
+    )
+
+
+def activate_model_version(session: Session, version_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise LookupError(f"no model version with id {version_id}")
+    session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.kind == version.kind, ModelVersion.id != version_id)
+        .values(active=False)
+    )
+    session.flush()  # the partial unique index allows one active row per kind
+    version.active = True
+    session.flush()
+    return version
