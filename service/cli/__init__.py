@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from service.cli import db, run
+from service.cli import db, demo, run
 
 app = typer.Typer(
     name="astroloc",
@@ -19,8 +19,10 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
 run.register(app)
+app.command()(demo.demo)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     app()
