@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from service.cli import db, demo, run
+from service.cli import db, demo, models, run
 
 app = typer.Typer(
     name="astroloc",
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
+app.add_typer(models.app, name="model", help="The model store: list, import, activate, export.")
 run.register(app)
 app.command()(demo.demo)
 

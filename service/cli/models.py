@@ -1,0 +1,68 @@
+"""`astroloc model ...`: the model store from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from service import artifacts, crud
+from service.cli.common import fail, print_json
+from service.config import get_settings
+from service.db import session_scope
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def version_summary(version) -> dict:  # noqa: ANN001
+    return {
+        "id": version.id,
+        "name": version.name,
+        "kind": version.kind,
+        "architecture": version.architecture,
+        "sha256": version.sha256,
+        "size_bytes": version.size_bytes,
+        "active": version.active,
+        "metrics": version.metrics,
+        "created_at": version.created_at,
+    }
+
+
+@app.command("list")
+def list_versions(kind: str = typer.Option(None, help="Only this kind.")) -> None:
+    """List model versions, newest first."""
+    settings = get_settings()
+    with session_scope(settings.resolved_database_url) as session:
+        print_json([version_summary(v) for v in crud.list_model_versions(session, kind)])
+
+
+@app.command("import")
+def import_weights(
+    file: Path = typer.Argument(..., help="A PyTorch state_dict (.pt/.pth/.ckpt)."),
+    arch: str = typer.Option(..., help="Registered architecture, e.g. astroloc, earthloc."),
+    name: str = typer.Option(None, help="Version name; default: the file name."),
+    activate: bool = typer.Option(False, help="Make it the active retrieval model."),
+) -> None:
+    """Check that FILE loads into ARCH (strictly), then publish it as a retrieval version."""
+    from model import create_model
+
+    if not file.is_file():
+        fail(f"no such file: {file}")
+    try:
+        create_model(arch, weights=file)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        fail(f"{file} does not load into {arch}: {exc}")
+    version = artifacts.publish(
+        get_settings(), file, name=name or file.stem, kind="retrieval", architecture=arch,
+        activate=activate,
+    )
+    print_json(version_summary(version))
+
+
+@app.command()
+def activate(version_id: int = typer.Argument(..., help="Id from `astroloc model list`.")) -> None:
+    """Make a version the active one of its kind."""
+    try:
+        print_json(version_summary(artifacts.activate(get_settings(), version_id)))
+    except LookupError as exc:
+        fail(str(exc))
