@@ -136,6 +136,13 @@ def get_photo(session: Session, photo_id: str) -> Photo | None:
     return session.scalar(select(Photo).where(Photo.photo_id == photo_id))
 
 
+def photos_by_id(session: Session, photo_ids: Iterable[str]) -> Sequence[Photo]:
+    ids = list(photo_ids)
+    if not ids:
+        return []
+    return session.scalars(select(Photo).where(Photo.photo_id.in_(ids))).all()
+
+
 def add_footprint(
     session: Session,
     photo_id: str,

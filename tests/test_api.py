@@ -125,3 +125,30 @@ def test_star_id_rejects_bad_input(api_client, body, fragment):
     response = api_client.post("/star-id", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert fragment in response.text
+
+
+def test_photo_queries(api_client, sqlite_settings):
+    from datetime import UTC, datetime
+
+    from shapely.geometry import box
+
+    from service import crud
+    from service.db import session_scope
+    from service.models import Photo
+
+    with session_scope(sqlite_settings.resolved_database_url) as session:
+        for photo_id, geom in [("ISS064-E-1", box(170, -10, 179.5, 0)), ("ISS064-E-2", box(5, 40, 8, 44))]:
+            session.add(Photo(photo_id=photo_id, status="localized",
+                              captured_at=datetime(2020, 12, 1, tzinfo=UTC)))
+            session.flush()
+            crud.add_footprint(session, photo_id, geom, method="test")
+    hits = api_client.get("/photos", params={"contains": "42,6"}).json()
+    assert [f["properties"]["photo_id"] for f in hits["features"]] == ["ISS064-E-2"]
+    across = api_client.get("/photos", params={"bbox": "175,-5,-170,5"}).json()  # crosses 180°
+    assert [f["properties"]["photo_id"] for f in across["features"]] == ["ISS064-E-1"]
+    photo = api_client.get("/photos/ISS064-E-2").json()
+    assert photo["footprint"]["geometry"]["type"] == "Polygon"
+    assert api_client.get("/photos/NOPE").status_code == 404
+    for params in ({"contains": "91,0"}, {"bbox": "1,2,3"}, {}, {"bbox": "0,10,5,5"}):
+        response = api_client.get("/photos", params=params)
+        assert response.status_code == 422, (params, response.text)

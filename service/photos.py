@@ -1,0 +1,53 @@
+"""Photo files on disk and the geometry of photo queries (bbox, point)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from shapely.geometry import MultiPolygon, Point, box
+from shapely.geometry.base import BaseGeometry
+
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif"}
+
+
+def store_image(data_dir: Path, data: bytes, image_format: str) -> tuple[str, Path]:
+    """Write the photo once under its sha256 (atomic); returns (sha256, path)."""
+    sha = hashlib.sha256(data).hexdigest()
+    path = Path(data_dir) / "photos" / sha[:2] / f"{sha}{EXTENSIONS[image_format]}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".partial") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+    return sha, path
+
+
+def parse_bbox(text: str) -> BaseGeometry:
+    """``W,S,E,N`` in degrees -> polygon; W > E means the box crosses the antimeridian."""
+    try:
+        west, south, east, north = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"bbox must be W,S,E,N (4 numbers), got {text!r}") from None
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south < north <= 90):
+        raise ValueError(f"bbox {text!r} is out of range (lon in [-180,180], lat in [-90,90], S < N)")
+    if west > east:
+        return MultiPolygon([box(west, south, 180, north), box(-180, south, east, north)])
+    if west == east:
+        raise ValueError("bbox has zero width")
+    return box(west, south, east, north)
+
+
+def parse_point(text: str) -> Point:
+    """``lat,lon`` in degrees -> shapely Point(lon, lat)."""
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"contains must be lat,lon (2 numbers), got {text!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"point {text!r} is out of range (lat in [-90,90], lon in [-180,180])")
+    return Point(lon, lat)
