@@ -50,9 +50,28 @@ class Settings(BaseSettings):
     norad_id: int = 25544
     tle_max_age_days: float = Field(14.0, gt=0)
 
+    # --- retrieval model (model/: networks, descriptors, ONNX serving) -------------------------
+    model_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where torch retrieval models run; auto: CUDA when available."
+    )
+    describe_batch_size: int = Field(
+        32, ge=1, description="Network inputs per forward pass (an image counts once per rotation)."
+    )
+    model_threads: int | None = Field(
+        None, ge=1, description="Intra-op CPU threads for torch/onnxruntime; unset: library default."
+    )
+
     # --- star identification ------------------------------------------------------------------
     starid_time_budget_s: float = Field(2.0, gt=0)
     starid_mag_limit: float = 6.0
+    # starid/ (issue 5): defaults of POST /star-id's optional fields and of the catalogue build.
+    starid_alpha_eps_deg: float = Field(
+        0.0275, gt=0, le=1, description="Angular match tolerance; ~2 sigma of the centroid noise."
+    )
+    starid_mag_tolerance: float = Field(1.2, gt=0, le=20, description="Magnitude match tolerance.")
+    starid_min_separation_deg: float = Field(
+        0.1, ge=0, lt=5, description="Catalogue build: closer pairs are unresolvable doubles, removed."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Message(BaseModel):
@@ -76,51 +75,37 @@ class LocalizeForm(BaseModel):
 
 
 # --- star identification -------------------------------------------------------------------
+# Shapes and types only: the meaning (at least 3 stars, inside the image, 0 < fov < 180, ...) is
+# checked once, by starid.identify_request, whose ValueErrors become 422 answers.
 
 
 class StarIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     x: float
     y: float
     mag: float | None = None
 
 
 class StarIdIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "stars": [{"x": 512.3, "y": 100.8, "mag": 4.1}, {"x": 80.0, "y": 700.5, "mag": 5.2},
+                          {"x": 900.2, "y": 433.0, "mag": 3.3}],
+                "image_width": 1024, "image_height": 1024, "fov_deg": 14.0,
+            }
+        },
+    )
+
     stars: list[StarIn] | None = Field(None, description="Centroids in pixels, origin top-left.")
     vectors: list[list[float]] | None = Field(
         None, description="Or unit vectors in the camera frame (x right, y down, z boresight)."
     )
-    image_width: int | None = Field(None, gt=0, le=100_000)
-    image_height: int | None = Field(None, gt=0, le=100_000)
-    fov_deg: float | None = Field(None, description="Horizontal field of view.")
-    alpha_eps_deg: float = Field(0.0275, gt=0, le=5)
-    mag_tolerance: float = Field(1.2, ge=0, le=10)
-
-    @model_validator(mode="after")
-    def _check(self) -> StarIdIn:
-        if (self.stars is None) == (self.vectors is None):
-            raise ValueError("give exactly one of 'stars' (pixels) or 'vectors'")
-        if self.stars is not None:
-            if self.image_width is None or self.image_height is None or self.fov_deg is None:
-                raise ValueError("'stars' needs image_width, image_height and fov_deg")
-            if not 0 < self.fov_deg < 180:
-                raise ValueError("fov_deg must be in (0, 180)")
-            if len(self.stars) < 3:
-                raise ValueError(f"at least 3 stars are needed, got {len(self.stars)}")
-            for i, star in enumerate(self.stars):
-                values = [star.x, star.y] + ([star.mag] if star.mag is not None else [])
-                if not all(math.isfinite(v) for v in values):
-                    raise ValueError(f"star {i} has a non-finite coordinate or magnitude")
-                if not (0 <= star.x <= self.image_width and 0 <= star.y <= self.image_height):
-                    raise ValueError(
-                        f"star {i} at ({star.x}, {star.y}) lies outside the "
-                        f"{self.image_width}x{self.image_height} image"
-                    )
-        else:
-            if len(self.vectors) < 3:
-                raise ValueError(f"at least 3 star vectors are needed, got {len(self.vectors)}")
-            for i, vector in enumerate(self.vectors):
-                if len(vector) != 3 or not all(math.isfinite(v) for v in vector):
-                    raise ValueError(f"vector {i} must be 3 finite numbers")
-                if math.hypot(*vector) < 1e-9:
-                    raise ValueError(f"vector {i} has zero length")
-        return self
+    mags: list[float | None] | None = Field(None, description="Magnitudes of the vectors.")
+    image_width: int | None = None
+    image_height: int | None = None
+    fov_deg: float | None = Field(None, description="Horizontal field of view, degrees.")
+    alpha_eps_deg: float | None = Field(None, description="Match tolerance (default 0.0275°).")
+    mag_tolerance: float | None = Field(None, description="Magnitude tolerance (default 1.2).")

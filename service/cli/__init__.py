@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from service.cli import db, demo, models, run
+from service.cli import bench, db, demo, models, run, starid
 
 app = typer.Typer(
     name="astroloc",
@@ -20,6 +20,8 @@ app = typer.Typer(
 app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
 app.add_typer(models.app, name="model", help="The model store: list, import, activate, export.")
 run.register(app)
+starid.register(app)
+app.add_typer(bench.app, name="bench", help="Benchmarks; results go to docs/benchmarks.md.")
 app.command()(demo.demo)
 
 

@@ -66,3 +66,39 @@ def activate(version_id: int = typer.Argument(..., help="Id from `astroloc model
         print_json(version_summary(artifacts.activate(get_settings(), version_id)))
     except LookupError as exc:
         fail(str(exc))
+
+
+@app.command("export-onnx")
+def export_onnx(
+    version_id: int = typer.Option(None, "--version", help="Retrieval version id; default: active."),
+    activate: bool = typer.Option(True, help="Make the ONNX graph the active serving model."),
+) -> None:
+    """Export a retrieval version to ONNX (parity-checked) and publish it as `retrieval-onnx`."""
+    import tempfile
+
+    import model
+
+    settings = get_settings()
+    try:
+        if version_id is None:
+            found = artifacts.active_artifact(settings, "retrieval")
+            if found is None:
+                fail("no active retrieval model; import one or pass --version")
+            source, path = found
+        else:
+            source = artifacts.get_version(settings, version_id)
+            path = artifacts.model_store(settings).verify(Path(source.path), source.sha256)
+    except (LookupError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if source.kind != "retrieval":
+        fail(f"version {source.id} is a {source.kind}, not a retrieval model")
+    net = model.create_model(source.architecture, weights=path)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = model.export_onnx(net, Path(tmp) / f"{source.name}.onnx")
+        version = artifacts.publish(
+            settings, onnx_path, name=f"{source.name}-onnx", kind="retrieval-onnx",
+            architecture=source.architecture, metrics=source.metrics,
+            config={"source_version": source.id, "source_sha256": source.sha256},
+            activate=activate,
+        )
+    print_json(version_summary(version))

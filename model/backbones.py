@@ -1,0 +1,133 @@
+"""Backbones: an image batch in, a grid of local features (and a global token) out.
+
+Each backbone keeps the parameter names of the network it reproduces, directly under
+``backbone.`` in the model's state_dict, so published weights map onto it by prefix only:
+
+- :class:`DinoV2Backbone` -- a DINOv2 ViT (Oquab et al., "DINOv2: Learning Robust Visual Features
+  without Supervision", 2023) built from timm's ``vit_*_patch14_dinov2`` parts; names
+  ``cls_token``, ``pos_embed``, ``patch_embed.proj``, ``blocks.N.*``, ``norm`` (timm and torch-hub
+  DINOv2 agree on these).
+- :class:`ResNetTrunk` -- torchvision's ResNet-50 cropped after ``layer3`` (stride 16, 1024
+  channels), as in MixVPR (Ali-bey et al., WACV 2023) and EarthLoc (Berton et al., CVPR 2024).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import timm
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+
+class Features(NamedTuple):
+    """What a backbone hands to an aggregator."""
+
+    grid: torch.Tensor  # (B, C, h, w) local features
+    token: torch.Tensor | None  # (B, C) global token (ViT class token), None for CNNs
+
+
+class DinoV2Backbone(nn.Module):
+    """DINOv2 ViT: patch tokens + class token after the final LayerNorm.
+
+    Built from the parts of a randomly initialised timm model (``pretrained=False``: nothing is
+    downloaded). The forward pass is the torch-hub DINOv2 one used by SALAD/MegaLoc/AstroLoc
+    (``prepare_tokens_with_masks`` -> blocks -> ``norm``), including its positional-embedding
+    interpolation, so published checkpoints give the published descriptors.
+
+    Args:
+        timm_name: a timm DINOv2 architecture, e.g. ``vit_base_patch14_dinov2``.
+        **timm_overrides: timm constructor arguments (``embed_dim``, ``depth``, ``img_size``...) for
+            the small CPU configurations.
+    """
+
+    def __init__(self, timm_name: str, **timm_overrides: object) -> None:
+        super().__init__()
+        vit = timm.create_model(
+            timm_name, pretrained=False, num_classes=0, dynamic_img_size=True, **timm_overrides
+        )
+        self.patch_size = vit.patch_embed.patch_size[0]
+        self.num_channels = vit.embed_dim
+        self.cls_token = vit.cls_token
+        self.pos_embed = vit.pos_embed  # (1, 1 + M*M, C) for the pretraining grid of M x M patches
+        self.patch_embed = vit.patch_embed
+        self.blocks = vit.blocks
+        self.norm = vit.norm
+
+    def grid_size(self, input_size: int) -> int:
+        """Patches per side for a square input; the input must be a multiple of the patch size."""
+        if input_size <= 0 or input_size % self.patch_size:
+            raise ValueError(
+                f"input size {input_size} must be a positive multiple of {self.patch_size} "
+                "(the ViT patch size)"
+            )
+        return input_size // self.patch_size
+
+    def interpolated_pos_embed(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Positional embedding resampled to a grid_h x grid_w patch grid.
+
+        Reproduces torch-hub DINOv2 ``interpolate_pos_encoding``: bicubic with a *scale factor* of
+        (n + 0.1) / M, not a target size. The two differ numerically, and the published weights
+        were trained and evaluated with this one.
+        """
+        num_stored = self.pos_embed.shape[1] - 1
+        stored_side = math.isqrt(num_stored)
+        if grid_h == grid_w == stored_side:
+            return self.pos_embed
+        class_pos = self.pos_embed[:, :1]
+        patch_pos = self.pos_embed[:, 1:].reshape(1, stored_side, stored_side, -1).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(
+            patch_pos.float(),
+            scale_factor=((grid_h + 0.1) / stored_side, (grid_w + 0.1) / stored_side),
+            mode="bicubic",
+            antialias=False,
+        )
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
+        return torch.cat([class_pos, patch_pos.to(self.pos_embed.dtype)], dim=1)
+
+    def forward(self, images: torch.Tensor) -> Features:
+        batch, _, height, width = images.shape
+        grid_h, grid_w = height // self.patch_size, width // self.patch_size
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"image size {height}x{width} is not a multiple of the patch size {self.patch_size}"
+            )
+        patches = self.patch_embed(images).reshape(batch, grid_h * grid_w, self.num_channels)
+        tokens = torch.cat([self.cls_token.expand(batch, -1, -1), patches], dim=1)
+        tokens = tokens + self.interpolated_pos_embed(grid_h, grid_w)
+        for block in self.blocks:
+            tokens = block(tokens)
+        tokens = self.norm(tokens)
+        grid = tokens[:, 1:].reshape(batch, grid_h, grid_w, self.num_channels).permute(0, 3, 1, 2)
+        return Features(grid=grid, token=tokens[:, 0])
+
+
+class ResNetTrunk(nn.Module):
+    """torchvision ResNet up to ``layer3``: (B, 3, H, W) -> (B, 1024, ceil(H/16), ceil(W/16)).
+
+    ``layer4``, the pooling and the classifier are not built (MixVPR/EarthLoc crop them), so they
+    cost neither parameters nor state_dict keys.
+    """
+
+    stride = 16
+    cropped_prefixes = ("layer4.", "fc.")  # in upstream ResNet checkpoints, not built here
+
+    def __init__(self, torchvision_name: str = "resnet50") -> None:
+        super().__init__()
+        resnet = getattr(torchvision.models, torchvision_name)(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
+        self.num_channels = resnet.layer3[-1].conv3.out_channels
+
+    def grid_size(self, input_size: int) -> int:
+        """Feature cells per side for a square input."""
+        if input_size <= 0:
+            raise ValueError(f"input size must be positive, got {input_size}")
+        return math.ceil(input_size / self.stride)
+
+    def forward(self, images: torch.Tensor) -> Features:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        return Features(grid=self.layer3(self.layer2(self.layer1(x))), token=None)

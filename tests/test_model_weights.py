@@ -1,0 +1,231 @@
+"""Weights: bit-exact reload, strict refusal with named keys, published checkpoint layouts."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torchvision
+from torch import nn
+
+import model
+from model.aggregators import MixVPR
+from model.backbones import Features
+from model.weights import load_backbone_weights, load_weights
+
+
+def _random_weights(net: nn.Module, seed: int = 1) -> nn.Module:
+    """Perturb every tensor so a silently skipped key cannot go unnoticed."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in net.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(torch.randn(tensor.shape, generator=generator) * 0.01)
+    return net
+
+
+def _assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("arch", ["astroloc", "astroloc-tiny", "earthloc", "astroloc-nano"])
+def test_saved_state_dict_reloads_bit_exactly(arch, tmp_path):
+    saved = _random_weights(model.create_model(arch))
+    path = tmp_path / f"{arch}.pt"
+    torch.save(saved.state_dict(), path)
+    reloaded = model.create_model(arch, weights=path)
+    _assert_same_weights(saved, reloaded)
+
+
+def test_safetensors_files_load(tmp_path):
+    from safetensors.torch import save_file
+
+    saved = _random_weights(model.create_model("astroloc-nano"))
+    save_file(saved.state_dict(), tmp_path / "nano.safetensors")
+    _assert_same_weights(saved, model.create_model("astroloc-nano", weights=tmp_path / "nano.safetensors"))
+
+
+def test_wrong_shape_is_refused_naming_the_key():
+    state = model.create_model("astroloc-nano").state_dict()
+    state["projection.weight"] = torch.zeros(128, 1088)
+    expected = r"wrong shapes \(1\): projection\.weight: checkpoint \(128, 1088\) vs model \(256, 1088\)"
+    with pytest.raises(ValueError, match=expected):
+        model.create_model("astroloc-nano", weights=state)
+
+
+def test_truncated_state_dict_is_refused_naming_missing_keys():
+    state = model.create_model("astroloc-nano").state_dict()
+    del state["aggregator.dust_bin"]
+    del state["backbone.blocks.5.mlp.fc2.bias"]
+    expected = r"missing keys \(2\): backbone.blocks.5.mlp.fc2.bias, aggregator.dust_bin"
+    with pytest.raises(ValueError, match=expected):
+        model.create_model("astroloc-nano", weights=state)
+
+
+def test_unexpected_keys_are_refused():
+    state = model.create_model("astroloc-nano").state_dict()
+    state["aggregator.extra_head.weight"] = torch.zeros(3)
+    with pytest.raises(ValueError, match="unexpected keys \\(1\\): aggregator.extra_head.weight"):
+        model.create_model("astroloc-nano", weights=state)
+
+
+def test_another_architectures_weights_are_refused_with_a_summary():
+    state = model.create_model("astroloc-nano").state_dict()
+    with pytest.raises(ValueError, match="architecture 'earthloc'.*missing keys \\(\\d+\\).*and \\d+ more"):
+        model.create_model("earthloc", weights=state)
+
+
+def test_truncated_and_unsafe_files_are_refused(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(model.create_model("astroloc-nano").state_dict(), good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cannot read weights file .*truncated.pt"):
+        model.create_model("astroloc-nano", weights=truncated)
+    pickled_module = tmp_path / "module.pt"
+    torch.save(nn.Linear(2, 2), pickled_module)  # unpickling would run code: weights_only refuses
+    with pytest.raises(ValueError, match="cannot read weights file"):
+        model.create_model("astroloc-nano", weights=pickled_module)
+    with pytest.raises(ValueError, match="does not exist"):
+        model.create_model("astroloc-nano", weights=tmp_path / "absent.pt")
+    not_weights = tmp_path / "hparams.pt"
+    torch.save({"lr": 0.1, "epochs": 3}, not_weights)
+    with pytest.raises(ValueError, match="not a state_dict"):
+        model.create_model("astroloc-nano", weights=not_weights)
+
+
+# --- published layouts ---------------------------------------------------------------------------
+
+
+def _megaloc_layout(net: nn.Module) -> dict[str, torch.Tensor]:
+    """gmberton/MegaLoc megaloc_model.py layout, the AstroLoc authors' DINOv2+SALAD+linear code:
+    backbone.model = torch-hub DINOv2 (with its mask_token), aggregator.agg = SALAD,
+    aggregator.linear = the projection."""
+    renamed = {}
+    for key, value in net.state_dict().items():
+        part, rest = key.split(".", 1)
+        prefix = {
+            "backbone": "backbone.model.",
+            "aggregator": "aggregator.agg.",
+            "projection": "aggregator.linear.",
+        }[part]
+        renamed[prefix + rest] = value
+    renamed["backbone.model.mask_token"] = torch.zeros(1, net.backbone.num_channels)
+    return renamed
+
+
+def test_megaloc_layout_loads(tmp_path):
+    saved = _random_weights(model.create_model("astroloc-nano"))
+    path = tmp_path / "megaloc-layout.pth"
+    torch.save(_megaloc_layout(saved), path)
+    loaded = model.create_model("astroloc-nano")
+    applied = load_weights(loaded, path)
+    _assert_same_weights(saved, loaded)
+    assert any("mask_token" in step for step in applied)
+    assert any("aggregator.linear" in step for step in applied)
+
+
+def test_full_size_astroloc_in_megaloc_layout_loads():
+    saved = _random_weights(model.create_model("astroloc"))
+    loaded = model.create_model("astroloc", weights=_megaloc_layout(saved))
+    _assert_same_weights(saved, loaded)
+
+
+def test_lightning_and_dataparallel_wrappers_load(tmp_path):
+    saved = _random_weights(model.create_model("astroloc-nano"))
+    checkpoint = {
+        "epoch": 3,
+        "hyper_parameters": {"lr": 1e-5},
+        "state_dict": {f"module.{k}": v for k, v in _megaloc_layout(saved).items()},
+    }
+    path = tmp_path / "lightning.ckpt"
+    torch.save(checkpoint, path)
+    loaded = model.create_model("astroloc-nano")
+    assert "stripped prefix 'module.'" in load_weights(loaded, path)
+    _assert_same_weights(saved, loaded)
+
+
+def test_salad_checkpoint_without_projection_is_refused_naming_it():
+    """serizba/salad's dino_salad.ckpt has no linear head: not an AstroLoc checkpoint."""
+    megaloc = _megaloc_layout(model.create_model("astroloc-nano"))
+    state = {k: v for k, v in megaloc.items() if "linear" not in k}
+    state = {k.replace("aggregator.agg.", "aggregator."): v for k, v in state.items()}
+    with pytest.raises(ValueError, match="missing keys \\(2\\): projection.weight, projection.bias"):
+        model.create_model("astroloc-nano", weights={"state_dict": state})
+
+
+def test_chunked_dinov2_blocks_load():
+    saved = _random_weights(model.create_model("astroloc-nano"))
+    chunked = {}
+    for key, value in saved.state_dict().items():
+        if key.startswith("backbone.blocks."):
+            index = int(key.split(".")[2])
+            key = key.replace(f"backbone.blocks.{index}.", f"backbone.blocks.{index // 3}.{index}.", 1)
+        chunked[key] = value
+    _assert_same_weights(saved, model.create_model("astroloc-nano", weights=chunked))
+
+
+class _EarthLocReference(nn.Module):
+    """gmberton/EarthLoc apl_models/apl_model.py: torchvision ResNet-50 held as backbone.model with
+    layer4/avgpool/fc set to None, MixVPR, then fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.model = torchvision.models.resnet50(weights=None)
+        self.backbone.model.layer4 = self.backbone.model.avgpool = self.backbone.model.fc = None
+        self.aggregator = MixVPR(
+            in_channels=1024, in_h=20, in_w=20, out_channels=1024, mix_depth=4, out_rows=4
+        )
+        self.fc = nn.Linear(4096, 4096)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.backbone.model
+        x = r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x)))))))
+        x = self.aggregator(Features(grid=x, token=None))
+        return nn.functional.normalize(self.fc(x), p=2, dim=-1)
+
+
+class _TorchgeoEarthLocReference(_EarthLocReference):
+    """torchgeo.models.EarthLoc: timm ResNet-50 (layer4 = Identity) directly as backbone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = timm.create_model("resnet50", pretrained=False, num_classes=0, global_pool="")
+        self.backbone.layer4 = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.aggregator(Features(grid=self.backbone.forward_features(x), token=None))
+        return nn.functional.normalize(self.fc(x), p=2, dim=-1)
+
+
+@pytest.mark.parametrize("reference_class", [_EarthLocReference, _TorchgeoEarthLocReference])
+def test_earthloc_checkpoints_load_and_give_the_reference_descriptors(reference_class, tmp_path):
+    reference = _random_weights(reference_class()).eval()
+    path = tmp_path / "earthloc.torch"
+    # EarthLoc's train.py resume checkpoint wraps the weights with the optimizer state.
+    torch.save({"epoch_num": 3, "model_state_dict": reference.state_dict(), "best_r5": 71.2}, path)
+    net = model.create_model("earthloc", weights=path)
+    images = torch.randn(1, 3, 320, 320)
+    with torch.no_grad():
+        torch.testing.assert_close(net(images), reference(images), atol=1e-5, rtol=1e-4)
+
+
+def test_backbone_only_weights_from_hub_dinov2_and_torchvision_resnet():
+    net = model.create_model("astroloc-nano")
+    hub_style = {k: v + 1 for k, v in net.backbone.state_dict().items()}
+    hub_style["mask_token"] = torch.zeros(1, 192)
+    applied = load_backbone_weights(net, hub_style)
+    assert torch.equal(net.backbone.norm.weight, hub_style["norm.weight"])
+    assert any("mask_token" in step for step in applied)
+
+    earthloc = model.create_model("earthloc")
+    resnet = torchvision.models.resnet50(weights=None).state_dict()  # has layer4 and fc: cropped here
+    load_backbone_weights(earthloc, resnet)
+    assert torch.equal(earthloc.backbone.layer3[0].conv1.weight, resnet["layer3.0.conv1.weight"])
+    del resnet["layer1.0.conv1.weight"]
+    with pytest.raises(ValueError, match="missing keys \\(1\\): layer1.0.conv1.weight"):
+        load_backbone_weights(earthloc, resnet)
