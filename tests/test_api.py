@@ -111,13 +111,18 @@ def test_write_endpoints_need_api_key_when_configured(sqlite_settings):
         ("{not json", "JSON decode error"),
         ('{"stars": [{"x": 1, "y": 2}], "image_width": 10, "image_height": 10, "fov_deg": 10}',
          "at least 3 stars"),
+        ('{"stars": [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 5, "y": 4}], "image_width": 10}',
+         "needs image_height, fov_deg"),
+        ('{"stars": [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 5, "y": 4}], "vectors": [[0, 0, 1]],'
+         ' "image_width": 10, "image_height": 10, "fov_deg": 10}', "either"),
         ('{"stars": [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 50, "y": 4}], "image_width": 10,'
          ' "image_height": 10, "fov_deg": 10}', "outside"),
         ('{"stars": [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 5, "y": 4}], "image_width": 10,'
          ' "image_height": 10, "fov_deg": 180}', "fov_deg"),
         ('{"stars": [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 5, "y": NaN}], "image_width": 10,'
-         ' "image_height": 10, "fov_deg": 10}', "non-finite"),
+         ' "image_height": 10, "fov_deg": 10}', "NaN or infinite"),
         ('{"vectors": [[0, 0, 1], [0, 1, 0]]}', "at least 3"),
+        ('{"vectors": [[0, 0, 1], [0, 1, 0], [0, 0, 0]]}', "zero length"),
         ("[1, 2, 3]", "valid dictionary"),
     ],
 )
