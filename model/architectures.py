@@ -140,3 +140,23 @@ def astroloc_nano() -> RetrievalNet:
         timm_overrides={"img_size": 112, "embed_dim": 192, "depth": 6, "num_heads": 3},
         num_clusters=32, cluster_dim=32, token_dim=64, mlp_dim=256,
     )
+
+
+@register_model("earthloc-nano")
+def earthloc_nano() -> RetrievalNet:
+    """EarthLoc's code path (ResNet trunk + MixVPR) at CPU scale: our demo model.
+
+    Why: trained from scratch on the small demo world (no pretrained weights offline), a
+    convolutional trunk with batch norm learns in minutes where a ViT needs far more data.
+    ResNet-18 cropped after layer3 (256 channels, stride 16) on 128 x 128 inputs gives an 8 x 8
+    grid; MixVPR with 2 mixers, 128 channels x 2 rows; linear 256 -> 256. About 2.9M parameters.
+    """
+    input_size = 128
+    backbone = ResNetTrunk("resnet18")
+    grid = backbone.grid_size(input_size)
+    aggregator = MixVPR(
+        in_channels=backbone.num_channels, in_h=grid, in_w=grid,
+        out_channels=128, mix_depth=2, mlp_ratio=1, out_rows=2,
+    )
+    config = ModelConfig(arch="earthloc-nano", input_size=input_size, descriptor_dim=256)
+    return RetrievalNet(config, backbone, aggregator, nn.Linear(aggregator.output_dim, 256))

@@ -120,7 +120,8 @@ class ResNetTrunk(nn.Module):
         resnet = getattr(torchvision.models, torchvision_name)(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
         self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
-        self.num_channels = resnet.layer3[-1].conv3.out_channels
+        last = resnet.layer3[-1]  # Bottleneck (resnet50: conv3) or BasicBlock (resnet18: conv2)
+        self.num_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
 
     def grid_size(self, input_size: int) -> int:
         """Feature cells per side for a square input."""

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # --- orbit ---------------------------------------------------------------------------------
     norad_id: int = 25544
     tle_max_age_days: float = Field(14.0, gt=0)
+    # geo/ (issue 3): the search region is the ground that sees the ISS at least this high.
+    visibility_min_elevation_deg: float = Field(
+        0.0, ge=0, lt=90, description="Minimum ISS elevation (degrees) bounding the search region."
+    )
 
     # --- retrieval model (model/: networks, descriptors, ONNX serving) -------------------------
     model_device: Literal["auto", "cpu", "cuda"] = Field(
@@ -59,6 +63,61 @@ class Settings(BaseSettings):
     )
     model_threads: int | None = Field(
         None, ge=1, description="Intra-op CPU threads for torch/onnxruntime; unset: library default."
+    )
+
+    # --- demo world (index/world.py: Blue Marble tiles + simulated ISS photos, issue 6) -------
+    world_dir: Path | None = Field(None, description="Built demo world; default data_dir/world.")
+    world_min_zoom: int = Field(3, ge=0, le=12, description="Coarsest Blue Marble tile zoom.")
+    world_max_zoom: int = Field(6, ge=0, le=12, description="Finest zoom (Blue Marble is ~7 km/px).")
+    world_queries: int = Field(1500, ge=0, description="Simulated photos in the demo world.")
+    world_seed: int = Field(0, description="Seed of the demo world's photos and split.")
+    world_image_size: int = Field(512, ge=64, le=4096, description="Side of the square query photos, px.")
+    world_workers: int = Field(1, ge=1, description="Processes rendering query photos.")
+
+    # --- index (index/: sharded FAISS tile index, HTTP tile source; issue 7) -------------------
+    index_dir: Path | None = Field(None, description="Tile index directory; default data_dir/index.")
+    index_shard_zoom: int = Field(
+        5, ge=0, le=12, description="Shard cells are Web-Mercator tiles of this zoom (5: 11.25 deg)."
+    )
+    index_factories: str = Field(
+        "Flat;20000:IVF{nlist},SQ8",
+        description="FAISS index_factory by shard size ('N:factory' from N vectors on). "
+        "'SQ8;20000:IVF{nlist},SQ8' fits the world-wide database (881k tiles) in ~7.4 GB.",
+    )
+    index_nprobe: int = Field(32, ge=1, description="IVF lists scanned per shard when searching.")
+    index_build_chunk_tiles: int = Field(256, ge=1, description="Tiles per describe call and checkpoint.")
+    index_load_workers: int = Field(4, ge=1, description="Threads reading tile images during a build.")
+    index_verify_checksums: bool = Field(
+        True, description="Check each shard's files against the manifest when first loaded."
+    )
+    tile_url_template: str | None = Field(
+        None, description="HTTP tile source: XYZ ({z}/{x}/{y}) or WMTS ({TileMatrix}...) URL template."
+    )
+    tile_cache_dir: Path | None = Field(None, description="HTTP tile cache; default data_dir/tiles.")
+    tile_http_timeout_s: float = Field(10.0, gt=0, description="Timeout of one tile request.")
+    tile_http_retries: int = Field(3, ge=0, description="Retries of a tile request after 5xx/timeouts.")
+
+    # --- localization (POST /localize + the refinement job, issue 9) --------------------------
+    tiles_dir: Path | None = Field(
+        None, description="XYZ directory of the database tiles (index builds, refinement); "
+        "default world_dir/tiles (the demo world)."
+    )
+    demo_checkpoint: Path = Field(
+        Path(__file__).resolve().parent.parent / "model" / "checkpoints" / "earthloc-nano-demo.pt",
+        description="Our demo retrieval model (trained by `astroloc train`, committed).",
+    )
+    demo_architecture: str = Field("earthloc-nano", description="Architecture of demo_checkpoint.")
+    # EarthMatch refinement (geo/refine.py); min inliers calibrated by `astroloc bench refine`.
+    refine_features: Literal["sift", "orb"] = Field("sift", description="Local features.")
+    refine_iterations: int = Field(4, ge=1, le=10, description="EarthMatch iterations (paper: 4).")
+    refine_min_inliers: int = Field(
+        15, ge=4, description="Inliers to accept a candidate: 99.9% precision on our benchmark."
+    )
+    refine_max_features: int = Field(4000, ge=100, description="Keypoints per image.")
+    refine_query_max_side: int = Field(320, ge=64, description="Photos are matched at this size (px).")
+    demo_photos: int = Field(5, ge=1, le=200, description="Held-out photos `astroloc demo` localizes.")
+    localize_max_candidates: int = Field(
+        10, ge=1, le=100, description="Retrieval candidates the refinement job tries at most."
     )
 
     # --- star identification ------------------------------------------------------------------
@@ -89,6 +148,18 @@ class Settings(BaseSettings):
     @property
     def resolved_model_store_dir(self) -> Path:
         return self.model_store_dir or self.data_dir / "models"
+
+    @property
+    def resolved_world_dir(self) -> Path:
+        return self.world_dir or self.data_dir / "world"
+
+    @property
+    def resolved_tiles_dir(self) -> Path:
+        return self.tiles_dir or self.resolved_world_dir / "tiles"
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.data_dir / "index"
 
     @property
     def is_embedded(self) -> bool:

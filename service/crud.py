@@ -143,6 +143,22 @@ def photos_by_id(session: Session, photo_ids: Iterable[str]) -> Sequence[Photo]:
     return session.scalars(select(Photo).where(Photo.photo_id.in_(ids))).all()
 
 
+def latest_job_of_photo(session: Session, photo_id: str, kind: str) -> Job | None:
+    """The newest job of ``kind`` for a photo (idempotent re-submission returns it)."""
+    return session.scalar(
+        select(Job)
+        .where(Job.photo_id == photo_id, Job.kind == kind)
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
+
+
+def set_photo_status(session: Session, photo_id: str, status: str) -> None:
+    photo = get_photo(session, photo_id)
+    if photo is not None:
+        photo.status = status
+
+
 def add_footprint(
     session: Session,
     photo_id: str,
@@ -154,6 +170,8 @@ def add_footprint(
     model_version: str | None = None,
     job_id: str | None = None,
 ) -> Footprint:
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise ValueError(f"a footprint is a Polygon or MultiPolygon, not a {geom.geom_type}")
     if not geom.is_valid or geom.is_empty:
         raise ValueError(f"footprint geometry is not a valid polygon: {shapely.is_valid_reason(geom)}")
     footprint = Footprint(
@@ -171,29 +189,52 @@ def add_footprint(
     return footprint
 
 
+def footprint_of_job(session: Session, job_id: str) -> Footprint | None:
+    """The footprint a job stored (a retried job finds its earlier attempt's)."""
+    return session.scalar(select(Footprint).where(Footprint.job_id == job_id).limit(1))
+
+
+# Footprints a catalogue supplied (method "catalogue") are references, not our answer.
+REFERENCE_METHOD = "catalogue"
+
+
 def latest_footprint(session: Session, photo_id: str) -> Footprint | None:
+    """The photo's newest footprint computed by us (catalogue references excluded)."""
     return session.scalar(
         select(Footprint)
-        .where(Footprint.photo_id == photo_id)
+        .where(Footprint.photo_id == photo_id, Footprint.method != REFERENCE_METHOD)
         .order_by(Footprint.created_at.desc(), Footprint.id.desc())
         .limit(1)
     )
 
 
-def footprints_intersecting(session: Session, region: BaseGeometry, limit: int = 1000) -> list[Footprint]:
-    """Footprints whose polygon intersects ``region`` (lon/lat), newest first."""
+def reference_footprint(session: Session, photo_id: str) -> Footprint | None:
+    """The footprint the photo's catalogue row supplied, if any."""
+    return session.scalar(
+        select(Footprint)
+        .where(Footprint.photo_id == photo_id, Footprint.method == REFERENCE_METHOD)
+        .order_by(Footprint.id.desc())
+        .limit(1)
+    )
+
+
+def footprints_intersecting(
+    session: Session, region: BaseGeometry, limit: int = 1000, *, include_reference: bool = False
+) -> list[Footprint]:
+    """Footprints whose polygon intersects ``region`` (lon/lat), newest first; catalogue
+    references only when asked."""
+    base = select(Footprint)
+    if not include_reference:
+        base = base.where(Footprint.method != REFERENCE_METHOD)
     if is_postgis(session):
         # ST_Intersects uses the GiST index on footprints.geom.
         query = (
-            select(Footprint)
-            .where(func.ST_Intersects(Footprint.geom, func.ST_GeomFromText(region.wkt, 4326)))
+            base.where(func.ST_Intersects(Footprint.geom, func.ST_GeomFromText(region.wkt, 4326)))
             .order_by(Footprint.created_at.desc(), Footprint.id.desc())
             .limit(limit)
         )
         return list(session.scalars(query).all())
-    candidates = session.scalars(
-        select(Footprint).order_by(Footprint.created_at.desc(), Footprint.id.desc())
-    ).all()
+    candidates = session.scalars(base.order_by(Footprint.created_at.desc(), Footprint.id.desc())).all()
     prepared = prep(region)
     return [fp for fp in candidates if prepared.intersects(fp.geom)][:limit]
 

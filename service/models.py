@@ -128,7 +128,8 @@ class Footprint(Base):
     photo_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("photos.photo_id", ondelete="CASCADE"), index=True
     )
-    geom: Mapped[BaseGeometry] = mapped_column(GeometryType("POLYGON"))
+    # Polygon, or MultiPolygon split at the antimeridian (migration 0002).
+    geom: Mapped[BaseGeometry] = mapped_column(GeometryType("GEOMETRY"))
     confidence: Mapped[float | None] = mapped_column(Float)
     inliers: Mapped[int | None] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(32))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from shapely.geometry import MultiPolygon, Point, box
 from shapely.geometry.base import BaseGeometry
 
@@ -25,6 +28,12 @@ def store_image(data_dir: Path, data: bytes, image_format: str) -> tuple[str, Pa
             os.fsync(tmp.fileno())
         os.replace(tmp.name, path)
     return sha, path
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """A photo's bytes as an RGB uint8 array (uploads are checked to decode before this)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def parse_bbox(text: str) -> BaseGeometry:

@@ -191,8 +191,6 @@ def run(scenes_per_setting: int = 500, seed: int = 0, catalog: StarCatalog | Non
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     sections = [
-        "## Star identification (ROSIA, starid/)",
-        "",
         f"Simulated scenes of the paper's Sec. V: {FOV_DEG:g} x {FOV_DEG:g} deg field, {IMAGE_PX} x "
         f"{IMAGE_PX} px, catalogue of {len(catalog)} Hipparcos stars with Hp <= {catalog.mag_limit:g}, "
         f"uniformly random attitudes, seed {seed}. One source of error per sweep, the others at zero; "

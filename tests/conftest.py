@@ -94,3 +94,35 @@ def api_client(sqlite_settings):
 
     with TestClient(create_app(sqlite_settings)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def localize_world(tmp_path_factory):
+    """A small demo world (zooms 4-5, 56 photos), its tile index by the demo model, built once.
+
+    Returns ``make_settings(**overrides)``: Settings over that world whose database has the demo
+    model active and the ISS TLEs imported (what `astroloc demo` prepares), ready to localize.
+    """
+    from service.config import Settings
+    from service.db import upgrade_database
+    from service.demo_stack import ensure_demo_model, ensure_index, ensure_tles, ensure_world
+
+    root = tmp_path_factory.mktemp("localize-world")
+    shared = dict(
+        world_dir=root / "world", index_dir=root / "index", model_store_dir=root / "models",
+        world_min_zoom=4, world_max_zoom=5, world_queries=56, world_seed=3, world_workers=1,
+    )
+    builder = Settings(data_dir=root / "builder", queue_mode="inline", api_keys=[], **shared)
+    upgrade_database(builder.resolved_database_url)
+    ensure_world(builder)
+    ensure_index(builder, ensure_demo_model(builder))
+
+    def make_settings(**overrides) -> Settings:
+        values = dict(shared, queue_mode="inline", api_keys=[]) | overrides
+        settings = Settings(**values)
+        upgrade_database(settings.resolved_database_url)
+        ensure_tles(settings)
+        ensure_demo_model(settings)
+        return settings
+
+    return make_settings

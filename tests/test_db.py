@@ -28,7 +28,7 @@ def db_url(request, tmp_path):
 
 def test_migrations_create_schema_and_are_idempotent(db_url):
     upgrade_database(db_url)  # a second run changes nothing
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == "0002"
     tables = set(inspect(get_engine(db_url)).get_table_names())
     assert {"photos", "footprints", "jobs", "tles", "model_versions"} <= tables
 
@@ -36,13 +36,49 @@ def test_migrations_create_schema_and_are_idempotent(db_url):
 def test_postgis_column_is_geometry_with_gist_index(postgis_url):
     with get_engine(postgis_url).connect() as connection:
         column_type = connection.execute(
-            text("SELECT type FROM geometry_columns WHERE f_table_name = 'footprints'")
+            text("SELECT postgis_typmod_type(atttypmod) FROM pg_attribute "
+                 "WHERE attrelid = 'footprints'::regclass AND attname = 'geom'")
         ).scalar_one()
         index = connection.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_footprints_geom'")
         ).scalar_one()
-    assert column_type == "POLYGON"
+    assert column_type == "Geometry"  # Polygon or MultiPolygon (migration 0002)
     assert "gist" in index.lower()
+
+
+def test_footprint_across_the_antimeridian_is_stored_in_two_parts(db_url):
+    from shapely.geometry import MultiPolygon, Point
+
+    across = MultiPolygon([box(178.0, -18.0, 180.0, -16.0), box(-180.0, -18.0, -178.0, -16.0)])
+    photo_id = f"ISS064-E-{db_url[-6:]}9"
+    with session_scope(db_url) as session:
+        _add_photo(session, photo_id)
+        crud.add_footprint(session, photo_id, across, method="test")
+        session.commit()
+    with session_scope(db_url) as session:
+        stored = crud.latest_footprint(session, photo_id)
+        assert stored.geom.geom_type == "MultiPolygon"
+        assert stored.geom.equals(across)
+        east = crud.footprints_intersecting(session, Point(-179.0, -17.0))
+        west = crud.footprints_intersecting(session, Point(179.0, -17.0))
+        assert photo_id in {f.photo_id for f in east} and photo_id in {f.photo_id for f in west}
+
+
+def test_a_point_or_line_is_not_a_footprint(postgis_url):
+    from shapely.geometry import LineString
+
+    with session_scope(postgis_url) as session:
+        _add_photo(session, "ISS064-E-LINE1")
+        session.commit()
+        with pytest.raises(ValueError, match="Polygon"):
+            crud.add_footprint(session, "ISS064-E-LINE1", LineString([(0, 0), (1, 1)]), method="test")
+        session.rollback()
+    # The database refuses it too (CHECK constraint of migration 0002), whatever the client.
+    with get_engine(postgis_url).connect() as connection, pytest.raises(IntegrityError, match="ck_footprints_polygonal"):
+        connection.execute(text(
+            "INSERT INTO footprints (photo_id, geom, method, created_at) VALUES "
+            "('ISS064-E-LINE1', ST_GeomFromText('LINESTRING(0 0, 1 1)', 4326), 'test', now())"
+        ))
 
 
 def _add_photo(session, photo_id: str) -> None:

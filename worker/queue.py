@@ -131,9 +131,14 @@ def enqueue(settings: Settings, kind: str, params: dict, *, queue: str = "defaul
             photo_id=photo_id,
         )
         session.commit()
-        try:
-            get_job_queue(settings).submit(job)
-        except Exception as exc:
-            # The row stays 'queued': the next recovery pass (worker start, periodic) submits it.
-            log.error("job %s stored but not submitted (queue unavailable): %s", job.id, exc)
+        submit_job(settings, job)
         return job.id
+
+
+def submit_job(settings: Settings, job: Job) -> None:
+    """Hand a committed job row to the queue; if the queue is down the row stays 'queued'."""
+    try:
+        get_job_queue(settings).submit(job)
+    except Exception as exc:
+        # The next recovery pass (worker start, periodic) submits it.
+        log.error("job %s stored but not submitted (queue unavailable): %s", job.id, exc)

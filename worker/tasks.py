@@ -57,3 +57,8 @@ def selftest(context: JobContext, params: dict) -> dict:
         time.sleep(seconds / steps)
         context.progress((step + 1) / steps, step=step + 1, steps=steps)
     return {"slept_s": round(time.monotonic() - started, 3), "steps": steps}
+
+
+# Handlers of later features register themselves on import; keep the registry complete wherever the
+# runner runs (API process in inline mode, RQ workers).
+from worker import localize, train  # noqa: E402,F401

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api.routes import health, jobs, localize, models, photos, starid
+from service.api.routes import health, jobs, localize, models, orbit, photos, starid, train
 from service.config import Settings, get_settings
 from service.db import upgrade_database
 from worker.queue import get_job_queue
@@ -66,6 +66,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         # Algorithms signal bad input with ValueError: the client's fault, with the reason.
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    for module in (health, jobs, localize, starid, photos, models):
+    for module in (health, jobs, localize, orbit, starid, photos, models, train):
         app.include_router(module.router)
     return app

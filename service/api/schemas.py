@@ -59,6 +59,11 @@ class LocalizeForm(BaseModel):
     top_k: int = Field(10, ge=1, le=100)
     refine: bool = True
     search: Literal["auto", "visibility", "worldwide"] = "auto"
+    reference_footprint: str | None = Field(
+        None,
+        max_length=100_000,
+        description="Catalogue footprint to compare with: GeoJSON Polygon or [[lon, lat] x 4] (JSON).",
+    )
 
     @field_validator("timestamp")
     @classmethod

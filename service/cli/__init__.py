@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from service.cli import bench, db, demo, models, run, starid
+from service.cli import bench, db, demo, index, ingest, models, orbit, refine, run, starid, train, world
 
 app = typer.Typer(
     name="astroloc",
@@ -21,6 +21,8 @@ app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
 app.add_typer(models.app, name="model", help="The model store: list, import, activate, export.")
 run.register(app)
 starid.register(app)
+for area in (orbit, world, index, refine, train, ingest):
+    area.register(app)
 app.add_typer(bench.app, name="bench", help="Benchmarks; results go to docs/benchmarks.md.")
 app.command()(demo.demo)
 

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ApiKeyDep, SettingsDep, read_image_upload
 from service.api.schemas import LocalizeForm, Message
+from service.localize import LocalizeRequest, PhotoConflict, parse_reference_footprint, submit_localization
+from service.retrieval import RetrievalUnavailable
 
 router = APIRouter(tags=["localization"])
 
@@ -14,13 +17,48 @@ router = APIRouter(tags=["localization"])
     "/localize",
     status_code=202,
     dependencies=[ApiKeyDep],
-    responses={413: {"model": Message}, 415: {"model": Message}, 501: {"model": Message}},
+    responses={
+        200: {"description": "This photo_id was already submitted with this image: its job."},
+        409: {"model": Message}, 413: {"model": Message}, 415: {"model": Message},
+        422: {"model": Message}, 503: {"model": Message},
+    },
 )
 async def localize(
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG or TIFF.")],
     form: Annotated[LocalizeForm, Form()],
     settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> dict:
-    """Localize an astronaut photo: retrieval now, refinement as a job (see GET /jobs/{id})."""
-    await read_image_upload(image, settings)
-    raise HTTPException(501, "localization is not available yet in this version")
+    """Localize an astronaut photo: search region and retrieval now, refinement as a job.
+
+    Answers 202 with the job (follow `status_url`), the search region (ISS visibility region,
+    or worldwide and why) and the retrieved candidate tiles. Re-posting a photo_id with the same
+    image returns its existing job (200, `duplicate: true`) unless that job failed.
+    """
+    upload = await read_image_upload(image, settings)
+    localize_request = LocalizeRequest(
+        image_data=upload.data,
+        image_format=upload.format,
+        timestamp=form.timestamp,
+        nadir=(form.nadir_lat, form.nadir_lon) if form.nadir_lat is not None else None,
+        photo_id=form.photo_id,
+        top_k=form.top_k,
+        refine=form.refine,
+        search=form.search,
+        reference_footprint=parse_reference_footprint(form.reference_footprint),
+    )
+
+    def status_url(job_id: str) -> str:
+        return str(request.url_for("get_job", job_id=job_id))
+
+    try:
+        # Retrieval runs torch and FAISS: off the event loop.
+        answer = await run_in_threadpool(submit_localization, settings, localize_request, status_url)
+    except PhotoConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except RetrievalUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
+    if not answer.created:
+        response.status_code = 200
+    return answer.body

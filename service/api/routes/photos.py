@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
+from starlette.concurrency import run_in_threadpool
 from shapely.geometry import mapping
 
 from service import crud
-from service.api.deps import SessionDep
+from service.api.deps import SessionDep, SettingsDep
 from service.models import Footprint, Photo
-from service.photos import parse_bbox, parse_point
+from service.photos import decode_rgb, parse_bbox, parse_point
 
 router = APIRouter(prefix="/photos", tags=["photos"])
 
@@ -55,6 +56,7 @@ def get_photo(photo_id: str, session: SessionDep) -> dict:
     if photo is None:
         raise HTTPException(404, f"no photo with id {photo_id!r}")
     footprint = crud.latest_footprint(session, photo_id)
+    reference = crud.reference_footprint(session, photo_id)
     return {
         "photo_id": photo.photo_id,
         "status": photo.status,
@@ -64,4 +66,32 @@ def get_photo(photo_id: str, session: SessionDep) -> dict:
         "meta": photo.meta,
         "created_at": photo.created_at,
         "footprint": footprint_feature(photo, footprint) if footprint else None,
+        "reference_footprint": footprint_feature(photo, reference) if reference else None,
     }
+
+
+@router.get(
+    "/{photo_id}/footprint.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No photo or no footprint yet."}},
+)
+async def footprint_png(photo_id: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """The photo warped onto its map context with its footprint drawn (catalogue reference, if
+    any, in a second colour): a picture a person can check at a glance."""
+    from index.overlay import footprint_picture
+    from index.sources import LocalXYZSource
+
+    photo = crud.get_photo(session, photo_id)
+    if photo is None:
+        raise HTTPException(404, f"no photo with id {photo_id!r}")
+    footprint = crud.latest_footprint(session, photo_id)
+    if footprint is None:
+        raise HTTPException(404, f"photo {photo_id!r} has no footprint (not localized yet, or not found)")
+    reference = crud.reference_footprint(session, photo_id)
+    truth = reference.geom if reference is not None else None
+    with open(photo.image_path, "rb") as handle:
+        rgb = decode_rgb(handle.read())
+    png = await run_in_threadpool(
+        footprint_picture, rgb, footprint.geom, LocalXYZSource(settings.resolved_tiles_dir), truth=truth
+    )
+    return Response(png, media_type="image/png")

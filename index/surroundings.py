@@ -1,0 +1,40 @@
+"""The "surrounding image" of a candidate tile (EarthMatch): the tile and its 8 neighbours,
+stitched, with the Web-Mercator bounds that georeference every pixel.
+
+A photo retrieved by one tile often spills over its edges; matching against the 3x3 neighbourhood
+lets the refinement find the whole footprint. Columns wrap across the antimeridian (the bounds
+then run past +/-180); rows beyond the poles of the Mercator square are black.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geo.refine import GeoImage
+from index.sources import TileError, TileSource
+from index.tiles import Tile, tile_xy_to_lonlat
+
+
+def surrounding_image(source: TileSource, tile: Tile, size: int = 3) -> GeoImage:
+    """``size`` x ``size`` plain tiles centred on ``tile`` (missing ones black), georeferenced."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"the neighbourhood must be an odd number of tiles wide, got {size}")
+    half = size // 2
+    n = 2**tile.z
+    # The plain tile under the candidate's top-left corner (an overlapping-grid tile starts there).
+    x0, y0 = tile.x // tile.steps - half, tile.y // tile.steps - half
+    side = source.tile_size
+    canvas = np.zeros((size * side, size * side, 3), np.uint8)
+    for row in range(size):
+        for column in range(size):
+            y = y0 + row
+            if not 0 <= y < n:
+                continue  # beyond the Mercator square: nothing there
+            try:
+                image = source.read_tile(Tile(tile.z, (x0 + column) % n, y))
+            except (TileError, OSError):
+                continue  # a missing neighbour leaves a black square; the match still works
+            canvas[row * side : (row + 1) * side, column * side : (column + 1) * side] = image
+    west, north = tile_xy_to_lonlat(x0, y0, tile.z)
+    east, south = tile_xy_to_lonlat(x0 + size, y0 + size, tile.z)
+    return GeoImage(canvas, (float(west), float(south), float(east), float(north)))

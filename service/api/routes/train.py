@@ -1,0 +1,24 @@
+"""POST /train: queue a training run on the `train` queue (the trainer worker runs it)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from service.api.deps import ApiKeyDep, SettingsDep
+from service.api.schemas import JobCreated, Message
+from worker.queue import enqueue
+
+router = APIRouter(tags=["training"])
+
+
+@router.post("/train", status_code=202, response_model=JobCreated, dependencies=[ApiKeyDep],
+             responses={422: {"model": Message}})
+def start_training(config: dict, request: Request, settings: SettingsDep) -> JobCreated:
+    """Train a retrieval model (AstroLoc pair loss + MUM mining); body: training options
+    (model/training.TrainConfig, e.g. {"world_dir": ..., "iterations": 450}). Progress (iteration,
+    losses, validation recall) shows in GET /jobs/{id}; the model is published to the store."""
+    from model.training import TrainConfig  # torch loads on first use, not at API start
+
+    TrainConfig.from_dict(config)  # ValueError -> 422 with the reason
+    job_id = enqueue(settings, "train", config, queue="train")
+    return JobCreated(job_id=job_id, status_url=str(request.url_for("get_job", job_id=job_id)))

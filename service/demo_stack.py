@@ -1,0 +1,165 @@
+"""The embedded default, made ready: demo world, ISS TLEs, demo model, tile index.
+
+`astroloc demo`, the end-to-end tests and `astroloc bench localize` all need the same stack; each
+step is cached on disk and returns at once when its result is already there:
+
+1. the demo world (index/world.py): Blue Marble tiles + simulated ISS photos with ground truth;
+2. the ISS TLEs the world's photos were taken under (geo/data/iss_sample.tle) in the database;
+3. our demo retrieval model (model/checkpoints/, trained by `astroloc train`) published to the
+   model store and activated, unless another retrieval model is already active;
+4. the tile index of the world's tiles described by that model (rebuilt when the model changes).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from shapely.geometry.base import BaseGeometry
+
+from geo import footprint_polygon, parse_tles
+from index.build import SourceDescriber, build_index
+from index.shards import Manifest
+from index.sources import LocalXYZSource
+from index.tiles import tiles_at_zoom
+from index.world import build_world
+from service import artifacts, crud
+from service.config import Settings
+from service.db import session_scope, upgrade_database
+from service.retrieval import ModelRef, RetrievalUnavailable, active_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoStack:
+    world: dict
+    model: ModelRef
+    index_dir: Path
+    tiles_indexed: int
+
+
+def world_zooms(settings: Settings) -> list[int]:
+    return list(range(settings.world_min_zoom, settings.world_max_zoom + 1))
+
+
+def ensure_world(settings: Settings, progress: bool = False) -> dict:
+    """Build (or reuse) the demo world; returns its manifest."""
+    return build_world(
+        settings.resolved_world_dir, zooms=world_zooms(settings), n_queries=settings.world_queries,
+        seed=settings.world_seed, workers=settings.world_workers, progress=progress,
+    )
+
+
+def ensure_tles(settings: Settings) -> int:
+    """Import the ISS TLEs shipped with the project (the demo photos' orbits); returns added."""
+    text = resources.files("geo.data").joinpath("iss_sample.tle").read_text()
+    parsed = parse_tles(text)
+    with session_scope(settings.resolved_database_url) as session:
+        added, _ = crud.import_tles(session, [(t.norad_id, t.name, t.epoch, t.line1, t.line2) for t in parsed.tles])
+        session.commit()
+    return added
+
+
+def ensure_demo_model(settings: Settings) -> ModelRef:
+    """The active retrieval model; publishes and activates our demo checkpoint if none is."""
+    try:
+        return active_model(settings)
+    except RetrievalUnavailable:
+        pass
+    checkpoint = settings.demo_checkpoint
+    if not checkpoint.is_file():
+        raise RetrievalUnavailable(f"demo checkpoint {checkpoint} is missing (train it: see docs/training.md)")
+    artifacts.publish(
+        settings, checkpoint, name=checkpoint.stem, kind="retrieval",
+        architecture=settings.demo_architecture, activate=True,
+        config={"source": "demo checkpoint committed in model/checkpoints"},
+    )
+    return active_model(settings)
+
+
+def ensure_index(
+    settings: Settings,
+    model_ref: ModelRef,
+    progress: bool = False,
+    *,
+    zooms: list[int] | None = None,
+    steps: int = 1,
+    tiles_dir: Path | None = None,
+    index_dir: Path | None = None,
+) -> int:
+    """Index the tiles of ``tiles_dir`` (default: the demo world's) at ``zooms`` with
+    ``model_ref``; an index of another model there is replaced, one of this model is extended
+    with the tiles it lacks (nothing to do when complete). Returns the tiles in the index."""
+    import model
+
+    index_dir = index_dir or settings.resolved_index_dir
+    if (index_dir / "manifest.json").is_file() and Manifest.load(index_dir).model_version != model_ref.index_key:
+        log.info("index in %s belongs to another model; rebuilding it for %s", index_dir, model_ref.label())
+        shutil.rmtree(index_dir)
+    net = model.create_model(model_ref.architecture, weights=model_ref.path)
+    describer = SourceDescriber(
+        LocalXYZSource(tiles_dir or settings.resolved_tiles_dir),
+        lambda images: model.describe(net, images, batch_size=settings.describe_batch_size),
+        workers=settings.index_load_workers,
+    )
+    tiles = [tile for z in (zooms or world_zooms(settings)) for tile in tiles_at_zoom(z, steps)]
+    # build_index skips tiles already indexed: on a complete index this only reads the manifest.
+    report = build_index(
+        index_dir, tiles, describer, model_version=model_ref.index_key,
+        shard_zoom=settings.index_shard_zoom, factories=settings.index_factories,
+        chunk_tiles=settings.index_build_chunk_tiles, progress=progress,
+    )
+    return report.tiles_added + report.tiles_already_indexed
+
+
+def prepare_demo(settings: Settings, progress: bool = False) -> DemoStack:
+    """Everything the embedded default needs to localize the demo world's photos."""
+    upgrade_database(settings.resolved_database_url)
+    world = ensure_world(settings, progress)
+    ensure_tles(settings)
+    model_ref = ensure_demo_model(settings)
+    tiles = ensure_index(settings, model_ref, progress)
+    return DemoStack(world, model_ref, settings.resolved_index_dir, tiles)
+
+
+@dataclass(frozen=True)
+class WorldPhoto:
+    """A simulated photo of the demo world with its ground truth."""
+
+    photo_id: str
+    image_path: Path
+    capture_time: str  # ISO 8601 with zone
+    nadir: tuple[float, float]  # (lat, lon)
+    truth: BaseGeometry  # lon/lat footprint
+    split: str
+    matching_zoom: int
+
+
+def world_photos(settings: Settings, split: str = "test", limit: int | None = None) -> list[WorldPhoto]:
+    """Photos of the world's ``split`` (train / val / test) that see only Earth, in CSV order."""
+    root = settings.resolved_world_dir
+    photos: list[WorldPhoto] = []
+    with (root / "queries.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["SPLIT"] != split or row["EARTH_LIMB"] == "1":
+                continue
+            corners = [(float(row[f"{c}_LAT"]), float(row[f"{c}_LON"])) for c in ("LL", "UL", "UR", "LR")]
+            photos.append(
+                WorldPhoto(
+                    photo_id=f"{row['MISSION']}-{row['ROLL']}-{row['FRAME']}",
+                    image_path=root / row["URL"],
+                    capture_time=row["CAPTURE_TIME"],
+                    nadir=(float(row["NADIR_LAT"]), float(row["NADIR_LON"])),
+                    truth=footprint_polygon(corners),
+                    split=split,
+                    matching_zoom=int(row["MATCHING_ZOOM"]),
+                )
+            )
+            if limit is not None and len(photos) >= limit:
+                break
+    return photos

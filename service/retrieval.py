@@ -1,0 +1,136 @@
+"""The retrieval stage of localization: the active model + the tile index, loaded once per process.
+
+A query photo is described at 0 degrees only; the database holds every tile at 0/90/180/270, so
+the best-matching rotation of each tile says how the photo is turned (AstroLoc Sec. 3). The index
+is tied to the model that described it: its manifest records the model's checkpoint sha256, and
+:meth:`index.search.ShardedIndex.open` refuses an index built by another model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from shapely.geometry.base import BaseGeometry
+
+from index.search import SearchResult, ShardedIndex
+from service import artifacts
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class RetrievalUnavailable(RuntimeError):
+    """No active retrieval model or no index for it: the service cannot localize (a 503)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which retrieval model describes queries and tiles (a model-store version)."""
+
+    version_id: int
+    name: str
+    architecture: str
+    sha256: str
+    path: Path
+
+    @property
+    def index_key(self) -> str:
+        """What an index built with this model records as its model version."""
+        return f"{self.architecture}:{self.sha256}"
+
+    def label(self) -> str:
+        return f"{self.name} (v{self.version_id}, {self.architecture}, sha256 {self.sha256[:12]})"
+
+
+def active_model(settings: Settings) -> ModelRef:
+    """The active 'retrieval' version of the model store (RetrievalUnavailable when none)."""
+    found = artifacts.active_artifact(settings, "retrieval")
+    if found is None:
+        raise RetrievalUnavailable(
+            "no active retrieval model: import one with `astroloc model import` and activate it "
+            "(the demo does this with its committed checkpoint)"
+        )
+    version, path = found
+    if not version.architecture:
+        raise RetrievalUnavailable(f"retrieval model v{version.id} has no architecture recorded")
+    return ModelRef(version.id, version.name, version.architecture, version.sha256, Path(path))
+
+
+def served_onnx(settings: Settings, model_ref: ModelRef) -> Path | None:
+    """The active 'retrieval-onnx' artifact when it was exported from ``model_ref`` (else None:
+    an ONNX graph of another checkpoint would describe queries in another space)."""
+    found = artifacts.active_artifact(settings, "retrieval-onnx")
+    if found is None:
+        return None
+    version, path = found
+    if (version.config or {}).get("source_sha256") != model_ref.sha256:
+        log.warning("active ONNX model v%s was exported from another checkpoint; serving torch", version.id)
+        return None
+    return Path(path)
+
+
+class RetrievalEngine:
+    """A loaded network and its opened tile index; thread-safe for concurrent queries."""
+
+    def __init__(self, settings: Settings, model_ref: ModelRef) -> None:
+        import model  # torch/timm load here, not at API import
+
+        self.settings = settings
+        self.model_ref = model_ref
+        onnx_path = served_onnx(settings, model_ref)
+        if onnx_path is not None:
+            # The serving path: the parity-checked ONNX export of this very checkpoint.
+            self.net = model.load_onnx(onnx_path, threads=settings.model_threads)
+            self.runtime = "onnxruntime"
+        else:
+            self.net = model.create_model(model_ref.architecture, weights=model_ref.path)
+            self.runtime = "torch"
+            if settings.model_threads:
+                import torch
+
+                torch.set_num_threads(settings.model_threads)
+        index_dir = settings.resolved_index_dir
+        if not (index_dir / "manifest.json").is_file():
+            raise RetrievalUnavailable(
+                f"no tile index in {index_dir}: build one with `astroloc index build` "
+                "(the demo builds the demo world's index)"
+            )
+        try:
+            self.index = ShardedIndex.open(index_dir, model_ref.index_key, verify=settings.index_verify_checksums)
+        except ValueError as exc:  # another model's index, or a corrupt manifest
+            raise RetrievalUnavailable(f"tile index in {index_dir} is unusable: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def describe(self, images: list[np.ndarray]) -> np.ndarray:
+        """Descriptors (N, D) of query photos at 0 degrees."""
+        import model
+
+        with self._lock:  # one forward pass at a time: torch already uses every core
+            return model.describe(self.net, images, rotations=(0,), batch_size=self.settings.describe_batch_size)[:, 0]
+
+    def search(self, image: np.ndarray, region: BaseGeometry | None, k: int) -> SearchResult:
+        """Top-k tiles for one photo inside ``region`` (None: worldwide)."""
+        descriptor = self.describe([image])
+        return self.index.search(descriptor, region, k=k, nprobe=self.settings.index_nprobe)[0]
+
+
+_engines: dict[tuple, RetrievalEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(settings: Settings) -> RetrievalEngine:
+    """The process-wide engine for the active model; reloaded when the active version changes."""
+    ref = active_model(settings)
+    key = (id(settings), ref.version_id, ref.sha256, str(settings.resolved_index_dir))
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            for stale in [k for k in _engines if k[0] == id(settings)]:
+                del _engines[stale]
+            engine = _engines[key] = RetrievalEngine(settings, ref)
+            log.info("retrieval engine: %s (%s) over %s", ref.label(), engine.runtime, settings.resolved_index_dir)
+        return engine
