@@ -35,13 +35,16 @@ FEATURES = ("sift", "orb")  # OpenCV 5 moved AKAZE out of the main package
 @dataclass
 class GeoImage:
     """An image whose pixels are on Web Mercator between lon/lat ``bounds`` (west, south, east,
-    north; west may be below -180 or east above 180 across the antimeridian)."""
+    north; west may be below -180 or east above 180 across the antimeridian). Without bounds,
+    matching still gives the homography and pixel corners, but no footprint."""
 
     image: np.ndarray  # (H, W, 3) uint8 RGB
-    bounds: tuple[float, float, float, float]
+    bounds: tuple[float, float, float, float] | None = None
 
     def pixel_to_lonlat(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) pixel coordinates (x right, y down; 0 at the top-left edge) -> (N, 2) lon, lat."""
+        if self.bounds is None:
+            raise ValueError("this image has no bounds: its pixels have no lon/lat")
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
         height, width = self.image.shape[:2]
         west, south, east, north = self.bounds
@@ -263,7 +266,7 @@ def match_candidate(query_rgb: np.ndarray, surrounding: GeoImage, rotation: int,
     if reason is None and inliers < params.min_inliers:
         reason = f"{inliers} inliers, fewer than the {params.min_inliers} needed"
     footprint = None
-    if reason is None:
+    if reason is None and surrounding.bounds is not None:
         try:
             footprint = footprint_of(corners, surrounding)
         except ValueError as exc:
@@ -300,3 +303,12 @@ def refine_candidates(
                             f"{params.min_inliers} needed)")
     best = max(accepted, key=lambda m: m.inliers)
     return RefineResult(best, matches, True, None)
+
+
+def match_rotations(
+    query_rgb: np.ndarray, surrounding: GeoImage, params: RefineParams, rotations: Iterable[int] = (0, 90, 180, 270)
+) -> tuple[Match, list[Match]]:
+    """One photo against one image at each rotation: the best match (the accepted one with most
+    inliers, else the one with most inliers) and every rotation's outcome."""
+    result = refine_candidates(query_rgb, [(surrounding, r) for r in rotations], params)
+    return result.best or max(result.matches, key=lambda m: m.inliers), result.matches

@@ -22,10 +22,10 @@ from pathlib import Path
 from shapely.geometry.base import BaseGeometry
 
 from geo import footprint_polygon, parse_tles
-from index.build import SourceDescriber, build_index
+from index.build import build_index
+from index.database import grid_tiles, model_describer
 from index.shards import Manifest
 from index.sources import LocalXYZSource
-from index.tiles import tiles_at_zoom
 from index.world import build_world
 from service import artifacts, crud
 from service.config import Settings
@@ -102,12 +102,10 @@ def ensure_index(
         log.info("index in %s belongs to another model; rebuilding it for %s", index_dir, model_ref.label())
         shutil.rmtree(index_dir)
     net = model.create_model(model_ref.architecture, weights=model_ref.path)
-    describer = SourceDescriber(
-        LocalXYZSource(tiles_dir or settings.resolved_tiles_dir),
-        lambda images: model.describe(net, images, batch_size=settings.describe_batch_size),
-        workers=settings.index_load_workers,
-    )
-    tiles = [tile for z in (zooms or world_zooms(settings)) for tile in tiles_at_zoom(z, steps)]
+    source = LocalXYZSource(tiles_dir or settings.resolved_tiles_dir)
+    describer = model_describer(net, source, batch_size=settings.describe_batch_size,
+                                workers=settings.index_load_workers)
+    tiles = grid_tiles(zooms or world_zooms(settings), steps)
     # build_index skips tiles already indexed: on a complete index this only reads the manifest.
     report = build_index(
         index_dir, tiles, describer, model_version=model_ref.index_key,

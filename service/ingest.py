@@ -275,7 +275,8 @@ def ingest(catalogue: Path, out_dir: Path, finder: ImageFinder, options: IngestO
     results = [state.entries.get(r.photo_id, {}) for r in rows]
     _write_results(out_dir / "results.csv", rows, state)
     counts = {status: sum(r.get("status") == status for r in results) for status in FINAL}
-    return summary | counts | {"seconds": round(time.monotonic() - started, 1)}
+    # "already_done": rows a previous (killed) run finished; they are never submitted again.
+    return summary | counts | {"already_done": len(rows) - len(todo), "seconds": round(time.monotonic() - started, 1)}
 
 
 def _process(client: httpx.Client, row: CatalogueRow, state: StateFile, options: IngestOptions) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -106,10 +107,13 @@ def submit_localization(settings: Settings, request: LocalizeRequest, status_url
         )
 
     engine = get_engine(settings)
+    started = time.perf_counter()
     image = decode_rgb(request.image_data)
     result = engine.search(image, region.region, k=request.top_k)
+    retrieval_s = round(time.perf_counter() - started, 4)
     candidates = [hit.to_dict() for hit in result.hits]
-    search = region.to_dict() | {"retrieval_reason": result.reason, "shards_searched": result.shards_searched}
+    search = region.to_dict() | {"retrieval_reason": result.reason, "shards_searched": result.shards_searched,
+                                 "retrieval_s": retrieval_s}
 
     # Stored only now that everything that can refuse the request has run.
     _sha, path = store_image(settings.data_dir, request.image_data, request.image_format)
@@ -119,6 +123,7 @@ def submit_localization(settings: Settings, request: LocalizeRequest, status_url
         "candidates": [{k: c[k] for k in ("tile", "zoom", "rotation", "score")} for c in candidates],
         "refine": request.refine,
         "model_version": engine.model_ref.index_key,
+        "retrieval_s": retrieval_s,
         "reference": mapping(request.reference_footprint) if request.reference_footprint else None,
     }
     try:

@@ -9,11 +9,45 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from shapely.geometry import MultiPolygon, Point, box
 from shapely.geometry.base import BaseGeometry
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif"}
+IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff"}
+
+
+class ImageRejected(ValueError):
+    """A photo we refuse, with the HTTP status the API answers (413 too big, 415 not an image,
+    422 corrupt) and a message for the user."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_image(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """(format, width, height) of a photo's bytes, decoded in full once (so truncated files and
+    decompression bombs are caught here, before anything is stored), or ImageRejected."""
+    if not data:
+        raise ImageRejected(422, "the image file is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in IMAGE_FORMATS:
+                raise ImageRejected(415, f"unsupported image format {image.format}; send JPEG, PNG or TIFF")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageRejected(413, f"image of {width}x{height} pixels exceeds {max_pixels} pixels")
+            image.load()  # decodes everything: truncated data fails here
+            return image.format, width, height
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError:
+        raise ImageRejected(415, "not an image (JPEG, PNG or TIFF expected)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(413, f"image refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected(422, f"the image could not be decoded (corrupt or truncated): {exc}") from None
 
 
 def store_image(data_dir: Path, data: bytes, image_format: str) -> tuple[str, Path]:

@@ -36,9 +36,10 @@ def _unavailable(what: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgis_url() -> str:
-    """A fresh PostGIS database for this test session, migrated to head with Alembic."""
+    """A fresh PostGIS database for each test, migrated to head with Alembic (tests never see each
+    other's photos: a photo localized by one test would be a duplicate in the next)."""
     from sqlalchemy import create_engine, text
 
     from service.db import upgrade_database

@@ -18,10 +18,21 @@ def png_bytes(width: int = 64, height: int = 48) -> bytes:
     return buffer.getvalue()
 
 
+def _head_revision() -> str:
+    """The newest Alembic revision in migrations/ (the one `astroloc db upgrade` reaches)."""
+    from pathlib import Path
+
+    from alembic.script import ScriptDirectory
+
+    import migrations
+
+    return ScriptDirectory(str(Path(migrations.__file__).parent)).get_current_head()
+
+
 def test_health_reports_dependencies(api_client):
     body = api_client.get("/health").json()
     assert body["status"] == "ok"
-    assert body["database"] == {"ok": True, "backend": "sqlite", "revision": "0001"}
+    assert body["database"] == {"ok": True, "backend": "sqlite", "revision": _head_revision()}
     assert body["queue"]["mode"] == "inline"
 
 

@@ -28,7 +28,8 @@ def localize(context: JobContext, params: dict) -> dict:
     started = time.perf_counter()
     photo_id = params["photo_id"]
     candidates = list(params.get("candidates") or [])[: settings.localize_max_candidates]
-    retrieval = {"candidates": len(candidates), "best_score": candidates[0]["score"] if candidates else None}
+    retrieval = {"candidates": len(candidates), "best_score": candidates[0]["score"] if candidates else None,
+                 "seconds": params.get("retrieval_s")}  # spent in the API before the job was queued
 
     if not params.get("refine", True):
         _set_status(context, photo_id, "retrieved")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, UploadFile
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.db import session_scope
+from service.photos import ImageRejected, check_image
 
 
 def get_settings(request: Request) -> Settings:
@@ -40,7 +39,6 @@ def require_api_key(
 
 ApiKeyDep = Depends(require_api_key)
 
-IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff"}
 IMAGE_MEDIA_TYPES = {"image/jpeg", "image/jpg", "image/png", "image/tiff", "application/octet-stream"}
 
 
@@ -65,25 +63,8 @@ async def read_image_upload(upload: UploadFile, settings: Settings) -> ImageUplo
     data = await upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"image larger than {settings.max_upload_bytes} bytes")
-    if not data:
-        raise HTTPException(422, "the image file is empty (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in IMAGE_FORMATS:
-                raise HTTPException(415, f"unsupported image format {image.format}; send JPEG, PNG or TIFF")
-            width, height = image.size
-            if width * height > settings.max_image_pixels:
-                raise HTTPException(
-                    413, f"image of {width}x{height} pixels exceeds {settings.max_image_pixels} pixels"
-                )
-            image.load()  # decodes everything: truncated data fails here
-            image_format = image.format
-    except HTTPException:
-        raise
-    except UnidentifiedImageError:
-        raise HTTPException(415, "the upload is not an image (JPEG, PNG or TIFF expected)") from None
-    except Image.DecompressionBombError as exc:
-        raise HTTPException(413, f"image refused as a decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise HTTPException(422, f"the image could not be decoded (corrupt or truncated): {exc}") from None
+        image_format, width, height = check_image(data, settings.max_image_pixels)
+    except ImageRejected as exc:
+        raise HTTPException(exc.status, str(exc)) from None
     return ImageUpload(data, image_format, width, height, upload.filename)

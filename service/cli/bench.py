@@ -65,6 +65,24 @@ def localize(
 
 
 @app.command()
+def ingest(
+    photos: int = typer.Option(60, help="Held-out demo-world photos to ingest."),
+    workers: int = typer.Option(2, min=1, help="RQ worker processes."),
+    concurrency: int = typer.Option(4, min=1, help="Requests the ingester keeps in flight."),
+    admin_url: str = typer.Option("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                                  help="PostgreSQL URL allowed to CREATE DATABASE (a scratch one per run)."),
+    write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
+) -> None:
+    """Photos per hour through API + workers + PostGIS + Redis, and where the time goes."""
+    from service import bench_ingest
+    from service.config import get_settings
+
+    table = bench_ingest.run(get_settings(), photos=photos, workers=workers, concurrency=concurrency,
+                             admin_url=admin_url)
+    _report("ingest", "Batch ingestion throughput (full pipeline)", table, write)
+
+
+@app.command()
 def index(
     arch: str = typer.Option("astroloc-nano", help="Descriptor network of the real-imagery part."),
     weights: str = typer.Option(None, help="Its weights (.pt) or ONNX file; default: random init (seed 0)."),

@@ -1,0 +1,179 @@
+"""`astroloc bench ingest`: photos per hour through the whole service, as NASA would run it.
+
+One `astroloc serve` process (upload checks, search region, retrieval) and ``workers`` `astroloc
+worker` processes (EarthMatch refinement, footprint into PostGIS), over PostgreSQL and Redis; the
+batch ingester (`service.ingest.ingest`, what `astroloc ingest` runs) submits held-out demo-world
+photos with ``concurrency`` requests in flight. A fresh PostGIS database is created for the run
+(so no photo is a duplicate of an earlier run) and dropped afterwards.
+
+The profile comes from the jobs themselves: retrieval seconds (measured in the API), queue wait
+(created -> started), refinement seconds and candidates tried.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from service.config import Settings
+from service.db import upgrade_database
+from service.demo_stack import ensure_demo_model, ensure_tles, prepare_demo, world_photos
+from service.ingest import ImageFinder, IngestOptions, ingest
+
+TARGET_PER_DAY = 10_000  # the ISS's daily output of photos
+
+
+def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int = 4,
+        admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres") -> str:
+    """Ingest ``photos`` held-out photos through API + workers; returns the markdown report."""
+    stack = prepare_demo(settings, progress=True)  # world, model, index (reused when present)
+    chosen = {p.photo_id for p in world_photos(settings, "test", limit=photos)}
+    name = f"astroloc_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    database_url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="astroloc-bench-") as scratch:
+            root = Path(scratch)
+            bench = settings.model_copy(update={"database_url": database_url, "queue_mode": "rq",
+                                                "data_dir": root / "var"})
+            upgrade_database(database_url)
+            ensure_tles(bench)
+            ensure_demo_model(bench)
+            catalogue = _catalogue(settings, chosen, root / "catalogue.csv")
+            summary, jobs, wall = _ingest_through_service(bench, catalogue, root, workers, concurrency)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+    return _report(stack, summary, jobs, wall, workers, concurrency)
+
+
+def _catalogue(settings: Settings, photo_ids: set[str], out: Path) -> Path:
+    """The world's catalogue rows of the chosen photos, image paths made absolute."""
+    world = settings.resolved_world_dir
+    with (world / "queries.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [dict(r, URL=str(world / r["URL"])) for r in reader
+                if f"{r['MISSION']}-{r['ROLL']}-{r['FRAME']}" in photo_ids]
+        header = reader.fieldnames
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def _ingest_through_service(settings: Settings, catalogue: Path, root: Path, workers: int,
+                            concurrency: int) -> tuple[dict, list[dict], float]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", ASTROLOC_DATABASE_URL=settings.database_url,
+               ASTROLOC_QUEUE_MODE="rq", ASTROLOC_REDIS_URL=settings.redis_url,
+               ASTROLOC_DATA_DIR=str(settings.data_dir), ASTROLOC_WORLD_DIR=str(settings.resolved_world_dir),
+               ASTROLOC_INDEX_DIR=str(settings.resolved_index_dir),
+               ASTROLOC_MODEL_STORE_DIR=str(settings.resolved_model_store_dir), ASTROLOC_API_KEYS="")
+    command = str(Path(sys.executable).parent / "astroloc")
+    port = _free_port()
+    log = (root / "service.log").open("ab")
+    processes = [subprocess.Popen([command, "serve", "--port", str(port)], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)]
+    processes += [subprocess.Popen([command, "worker", "--queues", "localize"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True) for _ in range(workers)]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(base, processes)
+        started = time.monotonic()
+        summary = ingest(catalogue, root / "ingest", ImageFinder(catalogue),
+                         IngestOptions(api_url=base, refine=True, concurrency=concurrency), progress=True)
+        wall = time.monotonic() - started
+        with httpx.Client(base_url=base, timeout=60) as client:
+            jobs = [client.get(f"/jobs/{row['job_id']}").json()
+                    for row in csv.DictReader((root / "ingest" / "results.csv").open()) if row["job_id"]]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=60)
+    return summary, jobs, wall
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(base: str, processes: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes):
+            raise RuntimeError("a service process exited at start-up (see its log)")
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("the API did not answer /health within 120 s")
+
+
+def _seconds(job: dict, start: str, end: str) -> float | None:
+    from datetime import datetime
+
+    if not job.get(start) or not job.get(end):
+        return None
+    return (datetime.fromisoformat(job[end]) - datetime.fromisoformat(job[start])).total_seconds()
+
+
+def _mean(values: list) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else float("nan")
+
+
+def _report(stack, summary: dict, jobs: list[dict], wall: float, workers: int, concurrency: int) -> str:  # noqa: ANN001
+    done = len(jobs)
+    per_hour = done / wall * 3600 if wall else 0.0
+    results = [j.get("result") or {} for j in jobs]
+    retrieval = [(r.get("retrieval") or {}).get("seconds") for r in results]
+    refinement = [r.get("runtime_s") for r in results]
+    tried = [len(r.get("tried") or []) for r in results]
+    waits = [_seconds(j, "created_at", "started_at") for j in jobs]
+    per_candidate = sum(v for v in refinement if v) / max(1, sum(tried))
+    busy = sum(v for v in refinement if v) + sum(v for v in retrieval if v)
+    verdict = "meets" if per_hour * 24 >= TARGET_PER_DAY else "falls short of"
+    return "\n".join([
+        f"{done} held-out demo-world photos through `astroloc ingest` -> 1 API process + {workers} RQ "
+        f"workers, PostgreSQL/PostGIS + Redis, {concurrency} requests in flight; model "
+        f"{stack.model.label()}, index of {stack.tiles_indexed} tiles x 4 rotations; {os.cpu_count()} cores.",
+        "",
+        "| photos | localized | wall s | photos/hour | photos/day | target 10,000/day |",
+        "|---|---|---|---|---|---|",
+        f"| {done} | {summary.get('localized', 0)} | {wall:.0f} | {per_hour:.0f} | {per_hour * 24:.0f} | "
+        f"{verdict} it ({per_hour * 24 / TARGET_PER_DAY:.1f}x) |",
+        "",
+        "Where the time goes (means per photo, from the jobs):",
+        "",
+        "| retrieval in the API (s) | queue wait (s) | refinement in a worker (s) | candidates tried | s per candidate |",
+        "|---|---|---|---|---|",
+        f"| {_mean(retrieval):.2f} | {_mean(waits):.1f} | {_mean(refinement):.2f} | {_mean(tried):.1f} | "
+        f"{per_candidate:.2f} |",
+        "",
+        f"Busy CPU-seconds per photo (retrieval + refinement): {busy / max(1, done):.2f}; with "
+        f"{os.cpu_count()} cores the ceiling is {os.cpu_count() * 3600 / max(1e-9, busy / max(1, done)):.0f} "
+        "photos/hour. Refinement dominates: each candidate is SIFT on a 768x768 neighbourhood plus "
+        "4 EarthMatch iterations, so the early stop at a clear winner and the candidate count "
+        "(`ASTROLOC_LOCALIZE_MAX_CANDIDATES`) set the throughput.",
+    ])

