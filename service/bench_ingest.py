@@ -64,7 +64,7 @@ def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int
 
 def _catalogue(settings: Settings, photo_ids: set[str], out: Path) -> Path:
     """The world's catalogue rows of the chosen photos, image paths made absolute."""
-    world = settings.resolved_world_dir
+    world = settings.resolved_world_dir.resolve()  # the catalogue lives elsewhere: absolute paths
     with (world / "queries.csv").open(newline="") as handle:
         reader = csv.DictReader(handle)
         rows = [dict(r, URL=str(world / r["URL"])) for r in reader
@@ -98,6 +98,9 @@ def _ingest_through_service(settings: Settings, catalogue: Path, root: Path, wor
         summary = ingest(catalogue, root / "ingest", ImageFinder(catalogue),
                          IngestOptions(api_url=base, refine=True, concurrency=concurrency), progress=True)
         wall = time.monotonic() - started
+        if not summary["valid"]:
+            reasons = [r["reason"] for r in csv.DictReader((root / "ingest" / "rejects.csv").open())][:3]
+            raise RuntimeError(f"no photo could be ingested; first rejects: {reasons}")
         with httpx.Client(base_url=base, timeout=60) as client:
             jobs = [client.get(f"/jobs/{row['job_id']}").json()
                     for row in csv.DictReader((root / "ingest" / "results.csv").open()) if row["job_id"]]

@@ -148,6 +148,16 @@ def _report(settings: Settings, stack, outcomes: list[PhotoOutcome], split: str,
     ]
     if calibrated is not None and calibrated != settings.refine_min_inliers:
         lines.append(_row("calibrated", outcomes, calibrated))
+    wrong = sorted(((c[0], c[1], c[2]) for o in outcomes for c in o.candidates
+                    if c[1] is not None and c[1] < CORRECT_IOU and c[0] >= settings.refine_min_inliers), reverse=True)
+    tried = sum(1 for o in outcomes for c in o.candidates if c[1] is not None)
+    lines += [
+        "",
+        f"Wrong candidates (IoU < {CORRECT_IOU}) at or above the configured threshold: {len(wrong)} of {tried} "
+        "candidates with a plausible outline"
+        + (": " + ", ".join(f"{n} inliers (IoU {iou:.2f}, centre {km:.0f} km off)" for n, iou, km in wrong[:8])
+           if wrong else "") + ".",
+    ]
     lines += [
         "",
         f"Refinement time with all {top_k} candidates matched: {statistics.mean(refinement):.2f} s/photo "

@@ -95,6 +95,9 @@ def index(
     regions: int = typer.Option(8, min=1, help="ISS visibility regions drawn per part."),
     per_region: int = typer.Option(32, min=1, help="Queries per region (one batch)."),
     synthetic: bool = typer.Option(True, help="Also the 2048-d synthetic part (full-size shard, memory)."),
+    region_zoom: int = typer.Option(8, min=4, max=10, help="Synthetic part: zoom of its region-search database "
+                                    "(8: 172k vectors; 9: 688k, the size of the Texas-L anchor)."),
+    region_dim: int = typer.Option(512, min=16, help="Synthetic part: descriptor size of its region-search database."),
     threads: int = typer.Option(
         1, min=1, help="FAISS threads while timing; 1: on this shared 2-core machine, 2 OpenMP threads "
         "wait on each other whenever another job holds a core, which makes every call erratic.",
@@ -153,7 +156,8 @@ def index(
                               progress=True, threads=threads, extra_world_factories=[fp16], **size)  # fmt: skip
         )
     if synthetic:
-        scale = {"zooms": (6,), "world_tiles": index_bench.full_cell_tiles(9, settings.index_shard_zoom)} if quick else {}
+        scale = ({"zooms": (6,), "world_tiles": index_bench.full_cell_tiles(9, settings.index_shard_zoom)} if quick
+                 else {"zooms": (region_zoom,), "dim": region_dim})
         parts.append(
             "**Part 2: 2048-d at full scale (synthetic descriptors).** Our CPU models are 256-d; the "
             "world-wide target is about AstroLoc's 2048-d descriptors, so memory, IVF recall and "

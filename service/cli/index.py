@@ -245,4 +245,5 @@ def bench_command(
     from service.cli.bench import index as bench_index
 
     bench_index(arch="astroloc-nano", weights=None, trained=True, tiles_dir=None, zooms="3-5", steps=1, regions=8,
-                per_region=32, synthetic=True, threads=1, quick=quick, write=write)  # fmt: skip
+                per_region=32, synthetic=True, region_zoom=8, region_dim=512, threads=1, quick=quick,
+                write=write)  # fmt: skip
