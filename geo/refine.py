@@ -10,7 +10,7 @@ matches views that look more alike, so more and better inliers). The photo's 4 c
 the final homography and the image's Web-Mercator geotransform to lon/lat: the footprint.
 
 A candidate is accepted when the last pass keeps at least ``min_inliers`` inliers (the threshold
-`astroloc bench refine` calibrates for 99.9% precision, as EarthMatch does) and the projected
+`astroloc bench localize` calibrates for 99.9% precision, as EarthMatch does) and the projected
 quadrilateral is a plausible photo outline (convex, not self-intersecting, bounded scale and
 shear). Pure: numpy, OpenCV, shapely; no tile I/O.
 """
@@ -61,7 +61,7 @@ def _mercator_y(lat: float) -> float:
 
 @dataclass
 class RefineParams:
-    """Matching settings; defaults chosen by `astroloc bench refine` (docs/benchmarks.md)."""
+    """Matching settings; defaults chosen with `astroloc bench localize` (docs/benchmarks.md)."""
 
     features: str = "sift"
     iterations: int = 4  # EarthMatch's

@@ -48,8 +48,11 @@ def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int
     try:
         with tempfile.TemporaryDirectory(prefix="astroloc-bench-") as scratch:
             root = Path(scratch)
-            bench = settings.model_copy(update={"database_url": database_url, "queue_mode": "rq",
-                                                "data_dir": root / "var"})
+            # A scratch data dir (uploads, model store) over the same world and index.
+            bench = settings.model_copy(update={
+                "database_url": database_url, "queue_mode": "rq", "data_dir": root / "var",
+                "world_dir": settings.resolved_world_dir.resolve(), "tiles_dir": settings.resolved_tiles_dir.resolve(),
+                "index_dir": settings.resolved_index_dir.resolve()})
             upgrade_database(database_url)
             ensure_tles(bench)
             ensure_demo_model(bench)
@@ -82,7 +85,7 @@ def _ingest_through_service(settings: Settings, catalogue: Path, root: Path, wor
     env = dict(os.environ, OMP_NUM_THREADS="1", ASTROLOC_DATABASE_URL=settings.database_url,
                ASTROLOC_QUEUE_MODE="rq", ASTROLOC_REDIS_URL=settings.redis_url,
                ASTROLOC_DATA_DIR=str(settings.data_dir), ASTROLOC_WORLD_DIR=str(settings.resolved_world_dir),
-               ASTROLOC_INDEX_DIR=str(settings.resolved_index_dir),
+               ASTROLOC_INDEX_DIR=str(settings.resolved_index_dir), ASTROLOC_TILES_DIR=str(settings.resolved_tiles_dir),
                ASTROLOC_MODEL_STORE_DIR=str(settings.resolved_model_store_dir), ASTROLOC_API_KEYS="")
     command = str(Path(sys.executable).parent / "astroloc")
     port = _free_port()
@@ -101,6 +104,9 @@ def _ingest_through_service(settings: Settings, catalogue: Path, root: Path, wor
         if not summary["valid"]:
             reasons = [r["reason"] for r in csv.DictReader((root / "ingest" / "rejects.csv").open())][:3]
             raise RuntimeError(f"no photo could be ingested; first rejects: {reasons}")
+        if summary["failed"] == summary["valid"]:
+            reasons = [r["reason"] for r in csv.DictReader((root / "ingest" / "results.csv").open())][:3]
+            raise RuntimeError(f"every photo failed; first reasons: {reasons}")
         with httpx.Client(base_url=base, timeout=60) as client:
             jobs = [client.get(f"/jobs/{row['job_id']}").json()
                     for row in csv.DictReader((root / "ingest" / "results.csv").open()) if row["job_id"]]

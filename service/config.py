@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         description="Our demo retrieval model (trained by `astroloc train`, committed).",
     )
     demo_architecture: str = Field("earthloc-nano", description="Architecture of demo_checkpoint.")
-    # EarthMatch refinement (geo/refine.py); min inliers calibrated by `astroloc bench refine`.
+    # EarthMatch refinement (geo/refine.py); min inliers calibrated by `astroloc bench localize`.
     refine_features: Literal["sift", "orb"] = Field("sift", description="Local features.")
     refine_iterations: int = Field(4, ge=1, le=10, description="EarthMatch iterations (paper: 4).")
     # `astroloc bench localize` (60 photos) calibrates 99.9% precision two ways: over the answers
