@@ -130,6 +130,25 @@ def test_training_job_publishes_a_model_version(sqlite_settings, tiny_world):
     assert (sqlite_settings.data_dir / "train" / job_id / "checkpoint.pt").is_file()
 
 
+def test_a_killed_run_resumes_from_its_checkpoint(tiny_world, tmp_path, caplog):
+    """A run stopped after its checkpoint at iteration 2 (as a killed worker would be) goes on
+    from there: no iteration is trained twice, and the run ends where an unbroken one would."""
+    import json
+    import logging
+
+    from model.training import TrainConfig, train
+
+    settings = {"world_dir": str(tiny_world), "batch_pairs": 2, "batch_quads": 2, "clusters": 4,
+                "mining_every": 2, "checkpoint_every": 2, "name": "resume"}
+    train(TrainConfig.from_dict(settings | {"iterations": 2}), tmp_path)
+    with caplog.at_level(logging.INFO, logger="model.training"):
+        metrics = train(TrainConfig.from_dict(settings | {"iterations": 4}), tmp_path)
+    assert "resumed at iteration 2" in caplog.text
+    logged = [json.loads(line)["iteration"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4] and metrics["iterations"] == 4
+    assert (tmp_path / "model.pt").is_file()
+
+
 def test_post_train_checks_the_config(api_client):
     answer = api_client.post("/train", json={"losses": "triplet"})
     assert answer.status_code == 422 and "losses" in answer.text
