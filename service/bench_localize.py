@@ -166,15 +166,21 @@ def _report(settings: Settings, stack, outcomes: list[PhotoOutcome], split: str,
         lines.append(_row("calibrated per candidate", outcomes, calibrated))
     if per_answer is not None and per_answer not in (settings.refine_min_inliers, calibrated):
         lines.append(_row("calibrated per answer", outcomes, per_answer))
+    threshold = settings.refine_min_inliers
     wrong = sorted(((c[0], c[1], c[2]) for o in outcomes for c in o.candidates
-                    if c[1] is not None and c[1] < CORRECT_IOU and c[0] >= settings.refine_min_inliers), reverse=True)
+                    if c[1] is not None and c[1] < CORRECT_IOU and c[0] >= threshold), reverse=True)
+    elsewhere = [w for w in wrong if w[1] == 0.0]  # no overlap at all: a different place
+    answers = [a for a in (o.localized(threshold) for o in outcomes) if a is not None]
     tried = sum(1 for o in outcomes for c in o.candidates if c[1] is not None)
     lines += [
         "",
         f"Wrong candidates (IoU < {CORRECT_IOU}) at or above the configured threshold: {len(wrong)} of {tried} "
-        "candidates with a plausible outline"
+        f"candidates with a plausible outline; {len(elsewhere)} of them in a different place (IoU 0), the "
+        "others the right place with a poorer outline"
         + (": " + ", ".join(f"{n} inliers (IoU {iou:.2f}, centre {km:.0f} km off)" for n, iou, km in wrong[:8])
-           if wrong else "") + ".",
+           if wrong else "") + ". "
+        f"Answers at the configured threshold: {len(answers)}, lowest IoU {min((a[1] for a in answers), default=float('nan')):.2f}, "
+        f"{sum(a[1] == 0.0 for a in answers)} in a different place.",
     ]
     lines += [
         "",
