@@ -56,8 +56,8 @@ from index.shards import (
     tile_keys,
     tile_table,
     write_shard,
-    write_text_atomically,
 )
+from index.files import claim_with_stamp, write_atomically
 from index.sources import CorruptTileError, TileError, TileNotFoundError, TileSource
 from index.tiles import Tile
 
@@ -221,15 +221,12 @@ class _BuildRun:
         state_path = self.index_dir / BUILD_DIR / "state.json"
         state = {"model_version": self.manifest.model_version, "rotations": self.manifest.rotations,
                  "shard_zoom": self.manifest.shard_zoom}  # fmt: skip
-        if state_path.is_file():
-            found = json.loads(state_path.read_text())
-            if found != state:
-                raise IndexMismatchError(
-                    f"{state_path.parent} holds an interrupted build with {found}, not {state}: "
-                    f"resume it with the same settings or delete {state_path.parent}"
-                )
-        else:
-            write_text_atomically(state_path, json.dumps(state))
+        found = claim_with_stamp(state_path, state)
+        if found is not None:
+            raise IndexMismatchError(
+                f"{state_path.parent} holds an interrupted build with {found}, not {state}: "
+                f"resume it with the same settings or delete {state_path.parent}"
+            )
 
     def plan(self, groups: dict[ShardKey, list[Tile]]) -> dict[ShardKey, list[Tile]]:
         """Per shard, the tiles not yet in the index (in order); shards with none are dropped."""
@@ -285,7 +282,7 @@ class _BuildRun:
             state["rows"] += len(tiles)
             state["dim"] = self.manifest.dim
             state["skipped"].update({str(t): reason for t, reason in skipped.items()})
-            write_text_atomically(state_path, json.dumps(state))
+            write_atomically(state_path, json.dumps(state).encode(), durable=True)
             bar.update(len(chunk))
         return state
 

@@ -17,7 +17,6 @@ the index build counts as an unavailable tile and skips.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -29,7 +28,8 @@ import httpx
 import numpy as np
 from shapely.geometry.base import BaseGeometry
 
-from index.sources import CorruptTileError, LocalXYZSource, TileError, TileNotFoundError, TileSource, write_atomically
+from index.files import claim_with_stamp, write_atomically
+from index.sources import CorruptTileError, LocalXYZSource, TileError, TileNotFoundError, TileSource
 from index.tiles import DEFAULT_TILE_SIZE, Tile, tiles_at_zoom, tiles_covering
 
 log = logging.getLogger(__name__)
@@ -175,16 +175,11 @@ class HTTPTileSource(TileSource):
     def _claim_cache_dir(self) -> None:
         """One cache per template: tiles of another server must not be served from it."""
         signature = {"source": "http", "url_template": self.url_template, "tile_size": self.tile_size}
-        stamp = self.cache_dir / "source.json"
-        if stamp.is_file():
-            found = json.loads(stamp.read_text())
-            if found != signature:
-                raise ValueError(
-                    f"tile cache {self.cache_dir} belongs to another source ({found}); choose another directory"
-                )
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(stamp, json.dumps(signature, indent=2).encode())
+        found = claim_with_stamp(self.cache_dir / "source.json", signature)
+        if found is not None:
+            raise ValueError(
+                f"tile cache {self.cache_dir} belongs to another source ({found}); choose another directory"
+            )
 
 
 def _check_template(template: str) -> None:

@@ -42,6 +42,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from index.files import write_atomically
 from index.tiles import Tile, tile_xy_to_lonlat
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ class Manifest:
         """Recount and write the manifest atomically (readers see the old or the new one)."""
         self.updated_utc = _now()
         self.counts = self._recount()
-        write_text_atomically(Path(index_dir) / MANIFEST_NAME, json.dumps(asdict(self), indent=1))
+        write_atomically(Path(index_dir) / MANIFEST_NAME, json.dumps(asdict(self), indent=1).encode(), durable=True)
 
     def check_model(self, model_version: str) -> None:
         """Refuse to serve descriptors of another model: their spaces are unrelated."""
@@ -461,17 +462,6 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync and rename: a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _fsync(path: Path) -> None:

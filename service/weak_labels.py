@@ -25,6 +25,7 @@ from shapely.geometry import Point
 
 from geo import geodesic_area_km2
 from geo.refine import RefineParams, RefineResult, refine_candidates
+from index.files import write_csv
 from index.sources import LocalXYZSource
 from index.surroundings import surrounding_image
 from index.tiles import Tile, tiles_covering
@@ -81,13 +82,7 @@ def label_weak(settings: Settings, catalogue: Path, out: Path, finder: ImageFind
             continue
         outcome[line] = _label_row(settings, item, finder, names, steps)
         counts[outcome[line]["LABEL_STATUS"]] += 1
-    temporary = out.with_suffix(out.suffix + ".tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
-        writer.writeheader()
-        for index, row in enumerate(raw):
-            writer.writerow(row | outcome.get(index + 2, {}))  # line 1 is the header
-    temporary.replace(out)
+    write_csv(out, columns, (row | outcome.get(index + 2, {}) for index, row in enumerate(raw)))  # line 1: header
     return counts | {"seconds": round(time.monotonic() - started, 1)}
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import typer
 
 
@@ -17,3 +19,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Exit non-zero with a message on stderr (bad input is not a traceback)."""
     typer.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def read_image(path: Path, max_pixels: int) -> np.ndarray:
+    """A photo file as RGB, checked like an upload (format, size, fully decodable), or exit 2
+    with the reason."""
+    from service.photos import ImageRejected, check_image, decode_rgb
+
+    try:
+        data = path.read_bytes()
+        check_image(data, max_pixels)
+    except (OSError, ImageRejected) as exc:
+        fail(f"{path}: {exc}")
+    return decode_rgb(data)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from service.cli.common import fail, print_json
+from service.cli.common import fail, print_json, read_image
 from service.config import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -165,16 +165,11 @@ def search(
     visibility region or worldwide, as JSON."""
     import model
     from index.search import ShardedIndex
-    from service.photos import decode_rgb
-    from service.search_region import search_region
 
     settings = get_settings()
     if not image.is_file():
         fail(f"no such file: {image}")
-    try:
-        rgb = decode_rgb(image.read_bytes())
-    except (OSError, ValueError) as exc:
-        fail(f"{image} is not a readable image: {exc}")
+    rgb = read_image(image, settings.max_image_pixels)
     has_nadir = nadir is not None and None not in nadir
     if sum([bool(time), has_nadir, worldwide]) > 1:
         fail("give one of --time, --nadir, --worldwide")

@@ -9,9 +9,8 @@ from pathlib import Path
 import typer
 
 from geo.refine import GeoImage, RefineParams, match_rotations
-from service.cli.common import fail, print_json
+from service.cli.common import fail, print_json, read_image
 from service.config import get_settings
-from service.photos import ImageRejected, check_image, decode_rgb
 
 label_app = typer.Typer(no_args_is_help=True, help="Label catalogue photos (weak point -> full footprint).")
 
@@ -19,15 +18,6 @@ label_app = typer.Typer(no_args_is_help=True, help="Label catalogue photos (weak
 def register(app: typer.Typer) -> None:
     app.command("refine")(refine)
     app.add_typer(label_app, name="label")
-
-
-def _read_rgb(path: Path, max_pixels: int):  # noqa: ANN202
-    try:
-        data = path.read_bytes()
-        check_image(data, max_pixels)
-    except (OSError, ImageRejected) as exc:
-        fail(f"{path}: {exc}")
-    return decode_rgb(data)
 
 
 def refine(
@@ -54,8 +44,8 @@ def refine(
             fail("--min-inliers must be at least 4 (a homography needs 4 matches)")
         params = replace(params, min_inliers=min_inliers)
     rotations = (rotation,) if rotation is not None else (0, 90, 180, 270)
-    surrounding = GeoImage(_read_rgb(candidate, settings.max_image_pixels), bounds)
-    best, tried = match_rotations(_read_rgb(query, settings.max_image_pixels), surrounding, params, rotations)
+    surrounding = GeoImage(read_image(candidate, settings.max_image_pixels), bounds)
+    best, tried = match_rotations(read_image(query, settings.max_image_pixels), surrounding, params, rotations)
     answer = best.to_dict() | {
         "min_inliers": params.min_inliers,
         "rotations_tried": [{"rotation_deg": m.rotation, "inliers": m.inliers, "accepted": m.accepted,
