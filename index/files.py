@@ -1,8 +1,9 @@
-"""Small file helpers shared by the tile sources, the tile caches and the index build."""
+"""Small file helpers (atomic writes, cache stamps, CSV, sha256) shared by index, model, world and service."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -42,3 +43,12 @@ def write_csv(path: Path, columns: list[str], rows: Iterable[Mapping]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_atomically(path, buffer.getvalue().encode())
+
+
+def sha256_file(path: Path | str, block_bytes: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes, read in blocks (weights and shards run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()

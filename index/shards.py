@@ -27,7 +27,6 @@ grows whenever a shard is rewritten, so the manifest never points at a half-writ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -42,7 +41,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.files import write_atomically
+from index.files import sha256_file, write_atomically
 from index.tiles import Tile, tile_xy_to_lonlat
 
 log = logging.getLogger(__name__)
@@ -454,14 +453,6 @@ def format_stats(stats: Mapping) -> str:
 
 
 # --- files -----------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:

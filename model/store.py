@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
 
+from index.files import sha256_file
+
 CHUNK = 1 << 20
 
 
@@ -29,14 +31,6 @@ class Artifact:
     sha256: str
     path: Path
     size_bytes: int
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ModelStore:

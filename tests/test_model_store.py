@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from model.store import CorruptArtifactError, ModelStore, sha256_file
+from index.files import sha256_file
+from model.store import CorruptArtifactError, ModelStore
 from service import artifacts
 
 
