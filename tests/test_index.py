@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
-from index.bench import SyntheticDescriber, full_cell_tiles, run
+from service.bench.index import SyntheticDescriber, full_cell_tiles, run
 from index.build import DescribedTiles, SourceDescriber, build_index
 from index.search import ShardedIndex, footprints_meeting, meets, prepare_region
 from index.shards import (
@@ -337,7 +337,7 @@ def test_factory_policy():
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from index.bench import SyntheticDescriber
+    from service.bench.index import SyntheticDescriber
     from index.build import build_index
     from index.tiles import tiles_at_zoom
     inner, calls = SyntheticDescriber({dim}, landscapes=8, seed=3), []

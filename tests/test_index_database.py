@@ -1,4 +1,4 @@
-"""index.database: zoom ranges, the tiles a local XYZ directory serves, model versions, describers."""
+"""index.database (zoom ranges, tiles a local XYZ directory serves), model.identity, model.describer."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from index.database import (
-    grid_tiles,
-    load_descriptor_model,
-    local_tiles,
-    model_describer,
-    model_version,
-    parse_zooms,
-)
+from index.database import grid_tiles, local_tiles, parse_zooms
+from model.describer import load_descriptor_model, tile_describer
+from model.identity import weights_identity as model_version
 from index.sources import LocalXYZSource
 from index.tiles import Tile
 
@@ -73,11 +68,11 @@ def test_model_versions(tmp_path):
 
 def test_model_describer_describes_4_rotations_and_skips_missing_tiles(tmp_path):
     source = _tile_dir(tmp_path, 1, [(0, 0), (1, 0)])
-    describer = model_describer(load_descriptor_model("astroloc-nano"), source, batch_size=8, workers=2)
+    describer = tile_describer(load_descriptor_model("astroloc-nano"), source, batch_size=8, workers=2)
     answer = describer([Tile(1, 0, 0), Tile(1, 1, 1), Tile(1, 1, 0)])
     assert answer.tiles == [Tile(1, 0, 0), Tile(1, 1, 0)]
     assert answer.descriptors.shape == (2, 4, 256)
     assert list(answer.skipped) == [Tile(1, 1, 1)] and answer.skipped[Tile(1, 1, 1)].startswith("missing")
     # Same seed, same network: an index built with it can be searched by a network made later.
-    again = model_describer(load_descriptor_model("astroloc-nano"), source, batch_size=8)([Tile(1, 0, 0)])
+    again = tile_describer(load_descriptor_model("astroloc-nano"), source, batch_size=8)([Tile(1, 0, 0)])
     np.testing.assert_allclose(again.descriptors[0], answer.descriptors[0], atol=1e-5)

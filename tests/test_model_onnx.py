@@ -14,7 +14,8 @@ import torch
 from onnx import TensorProto, helper
 
 import model
-from model import bench, onnx_export
+from model import onnx_export
+from service.bench import model as bench
 from model.onnx_export import PARITY_TOLERANCE, onnx_parity
 
 

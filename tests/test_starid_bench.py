@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from starid import bench
+from service.bench import starid as bench
 from starid.catalog import StarCatalog, build_catalog
 from starid.simulate import Scene, simulate_scene
 

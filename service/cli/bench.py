@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from service.benchmarks import write_section
+from service.bench.report import write_section
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -30,7 +30,7 @@ def model(
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
 ) -> None:
     """Images/s of each architecture with torch and onnxruntime on this machine."""
-    from model import bench
+    from service.bench import model as bench
 
     table = bench.run(archs=[a.strip() for a in archs.split(",")], batch=batch, seconds=seconds)
     _report("model", "Retrieval networks: images per second (CPU)", table, write)
@@ -43,7 +43,7 @@ def starid(
     write: bool = typer.Option(True, help="Write the tables to docs/benchmarks.md."),
 ) -> None:
     """ROSIA on the paper's Sec. V simulations: ID rate, no-result, false positives, runtime."""
-    from starid import bench
+    from service.bench import starid as bench
 
     _report("starid", "Star identification (ROSIA), paper Sec. V setup",
             bench.run(scenes_per_setting=scenes, seed=seed), write)
@@ -57,7 +57,7 @@ def localize(
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
 ) -> None:
     """Retrieval recall, refinement success, footprint IoU / centre error and s/photo on the demo world."""
-    from service import bench_localize
+    from service.bench import localize as bench_localize
     from service.config import get_settings
 
     table = bench_localize.run(get_settings(), photos=photos, split=split, top_k=top_k)
@@ -74,7 +74,7 @@ def ingest(
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
 ) -> None:
     """Photos per hour through API + workers + PostGIS + Redis, and where the time goes."""
-    from service import bench_ingest
+    from service.bench import ingest as bench_ingest
     from service.config import get_settings
 
     table = bench_ingest.run(get_settings(), photos=photos, workers=workers, concurrency=concurrency,
@@ -106,67 +106,19 @@ def index(
     write: bool = typer.Option(True, help="Write the tables to docs/benchmarks.md."),
 ) -> None:
     """Tile index: region-sharded search vs a flat scan, recall@100 vs exact, memory, build time."""
-    import time
-    from pathlib import Path
-
-    from index import bench as index_bench
-    from index.database import load_descriptor_model, local_tiles, model_describer, model_version, parse_zooms
-    from index.sources import LocalXYZSource
+    from service.bench import index as bench_index
     from service.cli.common import fail
     from service.config import get_settings
 
-    settings = get_settings()
-    started = time.perf_counter()
-    root = Path(tiles_dir) if tiles_dir else settings.resolved_tiles_dir
-    if not root.is_dir():
-        fail(f"tile directory not found: {root} (build the demo world: `astroloc world build`)")
-    models = [(arch, weights, "random init" if weights is None else str(weights))]
-    if trained and settings.demo_checkpoint.is_file() and not quick:
-        models.append((settings.demo_architecture, str(settings.demo_checkpoint), "trained demo checkpoint"))
     try:
-        zoom_list = parse_zooms("3-4" if quick else zooms)
-    except ValueError as exc:
+        markdown = bench_index.report(
+            get_settings(), arch=arch, weights=weights, trained=trained, tiles_dir=tiles_dir, zooms=zooms,
+            steps=steps, regions=regions, per_region=per_region, synthetic=synthetic, region_zoom=region_zoom,
+            region_dim=region_dim, threads=threads, quick=quick,
+        )
+    except bench_index.BenchError as exc:
         fail(str(exc))
-    source = LocalXYZSource(root)
-    tiles = local_tiles(source, zoom_list, steps)
-    if not tiles:
-        fail(f"no tiles of zooms {zoom_list} under {root}")
-    size = {"regions": 2, "queries_per_region": 8} if quick else {"regions": regions, "queries_per_region": per_region}
-    # fp16 codes: twice SQ8's memory; shows what SQ8's rounding costs in recall.
-    fp16 = "SQfp16;20000:IVF{nlist},SQfp16"
-    parts = [
-        "**Part 1: our models' descriptors over real imagery tiles.** Database descriptors from the "
-        f"networks named below over the demo world's Blue Marble tiles (zooms {zoom_list[0]}-{zoom_list[-1]}, "
-        f"{'plain' if steps == 1 else f'{steps} positions per tile width'}); queries are noisy copies of "
-        "one rotation of a database tile inside each region (a photo is never its tile). This part is "
-        "about recall on real descriptors; at a few thousand vectors its timings are fixed costs "
-        "(Part 2 measures speed at scale)."
-    ]
-    for number, (name, file, how) in enumerate(models):
-        try:
-            net = load_descriptor_model(name, file)
-            version = model_version(name, file, net=net)
-        except ValueError as exc:
-            fail(str(exc))
-        describer = model_describer(net, source, batch_size=settings.describe_batch_size, workers=settings.index_load_workers)
-        describer.name = f"`{name}`, {how}"
-        parts.append(
-            f"#### Part 1{'ab'[number]}: `{name}` ({how})\n\n"
-            + index_bench.run(describer=describer, tiles=tiles, model_version=version, extrapolate=False,
-                              progress=True, threads=threads, extra_world_factories=[fp16], **size)  # fmt: skip
-        )
-    if synthetic:
-        scale = ({"zooms": (6,), "world_tiles": index_bench.full_cell_tiles(9, settings.index_shard_zoom)} if quick
-                 else {"zooms": (region_zoom,), "dim": region_dim})
-        parts.append(
-            "**Part 2: 2048-d at full scale (synthetic descriptors).** Our CPU models are 256-d; the "
-            "world-wide target is about AstroLoc's 2048-d descriptors, so memory, IVF recall and "
-            "the extrapolation are measured on clustered synthetic descriptors of that size "
-            "(see index/bench.py for how they are made).\n\n"
-            + index_bench.run(progress=True, threads=threads, extra_world_factories=[fp16], **size, **scale)
-        )
-    parts.append(f"Total benchmark time {time.perf_counter() - started:.0f} s.")
-    _report("index", "Tile index: sharded FAISS search, recall, memory", "\n\n".join(parts), write)
+    _report("index", "Tile index: sharded FAISS search, recall, memory", markdown, write)
 
 
 @app.command()
@@ -180,32 +132,8 @@ def train(
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
 ) -> None:
     """AstroLoc's ablation (Tab. 6) in miniature: recall@1/5/10/100 per loss and mining choice."""
-    import platform
-    import tempfile
-    import time
+    from service.bench import train as bench_train
 
-    from model.training import TrainConfig, ablation
-
-    started = time.monotonic()
-    base = TrainConfig.from_dict({
-        "world_dir": world_dir, "zooms": [int(z) for z in zooms.split(",")], "iterations": iterations,
-        "mining_every": max(1, iterations // 2), "checkpoint_every": iterations, "lr": lr,
-        "validation_queries": validation_queries, "name": "ablation",
-    })
-    with tempfile.TemporaryDirectory(prefix="ablation-") as work:
-        rows = ablation(base, work)
-    queries = rows[0][1].get("queries", 0)
-    lines = [
-        f"`{base.arch}` trained from scratch for {iterations} iterations per row (batch {base.batch_pairs} pairs "
-        f"+ {base.batch_quads} quadruplets, Adam lr {base.lr}, K = {base.clusters}, mining every "
-        f"{base.mining_every}) on the demo world's training photos; validated on {queries} validation photos "
-        f"against every tile of zooms {zooms} at 4 rotations, world-wide (a tile is correct when it contains "
-        f"the photo footprint's centre). {platform.machine()}, CPU.",
-        "",
-        "| row | R@1 | R@5 | R@10 | R@100 |",
-        "|---|---|---|---|---|",
-    ]
-    for label, metrics in rows:
-        lines.append(f"| {label} | " + " | ".join(f"{metrics.get(f'recall@{k}', 0):.1%}" for k in (1, 5, 10, 100)) + " |")
-    lines += ["", f"Total time {(time.monotonic() - started) / 60:.0f} min ({len(rows) - 1} trained rows + the untrained network)."]
-    _report("train", "Training: the AstroLoc ablation in miniature", "\n".join(lines), write)
+    markdown = bench_train.run(world_dir=world_dir, zooms=zooms, iterations=iterations, lr=lr,
+                               validation_queries=validation_queries)
+    _report("train", "Training: the AstroLoc ablation in miniature", markdown, write)

@@ -1,10 +1,10 @@
 """`astroloc index build|search|stats|bench`: the sharded FAISS tile index from the command line.
 
 The work is done by plain functions of index/ (index.database, index.build, index.search,
-index.shards, index.bench); this module only resolves options against the settings and the
+index.shards) and service/bench/index.py; this module only resolves options against the settings and the
 model store and prints results. Without --arch/--weights/--model-version the model is the model
 store's active 'retrieval' version, and the index records the same model key as the service
-(``ModelRef.index_key``), so `astroloc index build` makes an index the API can serve.
+(model.identity), so `astroloc index build` makes an index the API can serve.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def register(root: typer.Typer) -> None:
 @dataclass
 class ResolvedModel:
     net: object
-    version: str  # what the index records (index.database.model_version / ModelRef.index_key)
+    version: str  # what the index records (model.identity)
     label: str
 
 
@@ -41,21 +41,22 @@ def resolve_model(
 ) -> ResolvedModel:
     """The descriptor model from --arch/--weights, --model-version ID, or the store's active
     'retrieval' version (in that order); exits with a message when none can be had."""
-    from index.database import load_descriptor_model, model_version
+    from model.describer import load_descriptor_model
+    from model.identity import weights_identity
 
     if arch or weights is not None:
         if version_id is not None:
             fail("give either --arch/--weights or --model-version, not both")
         try:
             net = load_descriptor_model(arch, weights, seed=seed)
-            version = model_version(arch, weights, seed=seed, net=net)
+            version = weights_identity(arch, weights, seed=seed, net=net)
         except (ValueError, KeyError, RuntimeError, OSError) as exc:
             fail(f"cannot load the model: {exc}")
         return ResolvedModel(net, version, f"{version} ({'random init' if weights is None else weights})")
 
     from service import artifacts
     from service.db import upgrade_database
-    from service.retrieval import ModelRef, RetrievalUnavailable, active_model
+    from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model
 
     try:
         upgrade_database(settings.resolved_database_url)
@@ -101,7 +102,8 @@ def build(
     """Describe database tiles (4 rotations) and add them to the index; resumable, incremental
     (tiles already indexed are skipped), missing or corrupt tiles skipped and counted."""
     from index.build import build_index
-    from index.database import grid_tiles, local_tiles, model_describer, parse_zooms
+    from index.database import grid_tiles, local_tiles, parse_zooms
+    from model.describer import tile_describer
     from index.sources import LocalXYZSource
 
     settings = get_settings()
@@ -131,7 +133,7 @@ def build(
         if not tiles:
             fail(f"no tiles of zooms {zoom_list} under {root}")
     resolved = resolve_model(settings, arch, weights, version_id, seed)
-    describer = model_describer(
+    describer = tile_describer(
         resolved.net, source, batch_size=settings.describe_batch_size, workers=settings.index_load_workers
     )
     index_dir = out or settings.resolved_index_dir
@@ -194,13 +196,13 @@ def search(
 
 
 def _search_region(settings: Settings, time: str | None, nadir: tuple[float, float] | None, alt_km: float):
-    """service.search_region for the CLI: visibility region from --time (stored TLEs) or --nadir,
+    """service.localize.region for the CLI: visibility region from --time (stored TLEs) or --nadir,
     else worldwide; exits with a message when --time cannot be placed."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from geo import parse_time
     from service.db import session_scope
-    from service.search_region import search_region
+    from service.localize.region import search_region
 
     try:
         if not time and nadir is None:

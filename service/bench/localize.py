@@ -24,11 +24,12 @@ from service.config import Settings
 from service.db import session_scope
 from service.demo_stack import WorldPhoto, prepare_demo, world_photos
 from service.photos import decode_rgb
-from service.refinement import refine_photo
+from service.localize.contracts import Candidate
+from service.localize.refine import refine_params, refine_photo
 from geo.refine import RefineParams
 from tqdm import tqdm
-from service.retrieval import get_engine
-from service.search_region import search_region
+from service.localize.retrieval import get_engine
+from service.localize.region import search_region
 
 RECALL_AT = (1, 10, 100)
 CORRECT_IOU = 0.5
@@ -64,10 +65,10 @@ def evaluate_photo(settings: Settings, photo: WorldPhoto, top_k: int) -> PhotoOu
     ranks = [i + 1 for i, hit in enumerate(result.hits) if hit.footprint.covers(Point(centre.x, centre.y))]
 
     calibration = settings.model_copy(update={"refine_min_inliers": 4})
-    params = RefineParams.from_settings(calibration)
+    params = refine_params(calibration)
     params.stop_at_inliers_factor = float("inf")
     started = time.perf_counter()
-    candidates = [{"tile": str(h.tile), "rotation": h.rotation} for h in result.hits[:top_k]]
+    candidates = [Candidate.of_hit(h) for h in result.hits[:top_k]]
     outcome = refine_photo(calibration, image, candidates, params=params)
     refinement_s = time.perf_counter() - started
     scored = []

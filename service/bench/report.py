@@ -9,7 +9,7 @@ from pathlib import Path
 
 import os
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
 
 Every figure here comes from a command in this repository; rerun it to reproduce. Each section
