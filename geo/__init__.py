@@ -9,6 +9,7 @@ EPSG:4326 ``(lon, lat)`` order, split at the antimeridian; areas are WGS84 km².
 - :mod:`geo.visibility`: region of the Earth that sees the satellite, and its area;
 - :mod:`geo.sun`: Sun elevation at ground points;
 - :mod:`geo.footprint`: four-corner photo footprints, their area and IoU;
+- :mod:`geo.eol`: the EOL catalogue layout (columns, photo id ``MISSION-ROLL-FRAME``, corner order);
 - :mod:`geo.lonlat`, :mod:`geo.geojson`: shared lon/lat helpers and GeoJSON;
 - :mod:`geo.sky`: offline skyfield data and the timezone rule for times.
 """
@@ -24,6 +25,7 @@ from geo.geojson import feature_collection, from_geojson, to_feature
 from geo.lonlat import geodesic_area_km2
 from geo.orbit import (
     DEFAULT_MAX_TLE_AGE_DAYS,
+    ISS_ALTITUDE_KM,
     GroundTrack,
     IssFix,
     SubPoint,
@@ -45,6 +47,7 @@ from geo.visibility import (
 
 __all__ = [
     "DEFAULT_MAX_TLE_AGE_DAYS",
+    "ISS_ALTITUDE_KM",
     "TLE",
     "GroundTrack",
     "IssFix",

@@ -25,6 +25,8 @@ from geo.sky import require_aware, timescale
 from geo.tle import TLE, as_tles, nearest_tle
 
 DEFAULT_MAX_TLE_AGE_DAYS = 14.0
+# A typical ISS altitude (it flies at 370-430 km): the default wherever no TLE gives the actual one.
+ISS_ALTITUDE_KM = 420.0
 DEFAULT_TRACK_STEP_S = 60.0
 MAX_TRACK_SAMPLES = 1_000_000
 # Radius of the sphere on which distances to a ground track are measured (IUGG mean radius).

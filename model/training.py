@@ -7,14 +7,13 @@ a tile, the tile turned, a crop of it, the tile of the next zoom level at its ce
 from one cluster of the database chosen by the queries' cluster counts: mum_loss, Eq. 9). The
 clusters are recomputed every ``mining_every`` iterations with the current model (Sec. 4.3).
 
-Pure training code: reads a world directory (index/world.py layout: tiles/{z}/{x}/{y}.jpg,
+Pure training code: reads a world directory (world/ layout: tiles/{z}/{x}/{y}.jpg,
 queries.csv, queries/*.jpg), writes checkpoints, the final state_dict and metrics into ``out_dir``.
 The training job (worker/train.py) publishes them to the model store.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -27,10 +26,11 @@ import torch
 from PIL import Image
 from shapely.geometry import Point
 
-from geo import footprint_polygon, overlapping_pairs
+from geo import overlapping_pairs
 from index.tiles import Tile, tile_at, tile_polygon, tiles_at_zoom
 from model.losses import mum_loss, pair_loss, total_loss
 from model.mining import SAMPLINGS, cluster_database, random_items
+from world.catalogue import read_photos
 
 log = logging.getLogger(__name__)
 LOSSES = ("pair", "ms", "pair+ms")
@@ -126,35 +126,26 @@ def load_world(
     tiles = [t for z in zooms for t in tiles_at_zoom(z)]
     tile_images = np.stack([_load_rgb(root / "tiles" / f"{t.z}/{t.x}/{t.y}.jpg", size) for t in tiles])
     tile_polygons = [tile_polygon(t) for t in tiles]
-    rows = {"train": [], "val": []}
-    with (root / "queries.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["SPLIT"] in rows and row["EARTH_LIMB"] != "1":
-                rows[row["SPLIT"]].append(row)
-    if validation_queries:
-        rows["val"] = rows["val"][:validation_queries]
-
-    def polygon(row: dict):
-        return footprint_polygon([(float(row[f"{c}_LAT"]), float(row[f"{c}_LON"])) for c in ("LL", "UL", "UR", "LR")])
-
-    train_polygons = [polygon(r) for r in rows["train"]]
+    train = read_photos(root, split="train")
+    val = read_photos(root, split="val", limit=validation_queries or None)
+    train_polygons = [p.truth for p in train]
     i, j, _ = overlapping_pairs(train_polygons, tile_polygons, t_iou)
     positives = [j[i == q] for q in range(len(train_polygons))]
     keep = [q for q in range(len(train_polygons)) if len(positives[q])]
     # The photo's "up" has compass bearing ORIENTATION: a north-up tile turned counter-clockwise by
     # the nearest quarter turn looks like it (the database's 4 rotations, AstroLoc Sec. 5.1).
-    rotation = np.array([round(float(rows["train"][q]["ORIENTATION"]) / 90.0) % 4 for q in keep])
+    rotation = np.array([round(train[q].orientation_deg / 90.0) % 4 for q in keep])
     return WorldData(
         tiles=tiles,
         tile_images=tile_images,
         tile_polygons=tile_polygons,
         tile_lookup={(t.z, t.x, t.y): n for n, t in enumerate(tiles)},
-        train_images=np.stack([_load_rgb(root / rows["train"][q]["URL"], size) for q in keep]),
+        train_images=np.stack([_load_rgb(train[q].image_path, size) for q in keep]),
         train_polygons=[train_polygons[q] for q in keep],
         train_rotation=rotation,
         positives=[positives[q] for q in keep],
-        val_images=np.stack([_load_rgb(root / r["URL"], size) for r in rows["val"]]) if rows["val"] else np.zeros((0, size, size, 3), np.uint8),
-        val_centres=[polygon(r).centroid for r in rows["val"]],
+        val_images=np.stack([_load_rgb(p.image_path, size) for p in val]) if val else np.zeros((0, size, size, 3), np.uint8),
+        val_centres=[p.truth.centroid for p in val],
         zooms=zooms,
     )
 

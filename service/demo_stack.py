@@ -3,7 +3,7 @@
 `astroloc demo`, the end-to-end tests and `astroloc bench localize` all need the same stack; each
 step is cached on disk and returns at once when its result is already there:
 
-1. the demo world (index/world.py): Blue Marble tiles + simulated ISS photos with ground truth;
+1. the demo world (world/): Blue Marble tiles + simulated ISS photos with ground truth;
 2. the ISS TLEs the world's photos were taken under (geo/data/iss_sample.tle) in the database;
 3. our demo retrieval model (model/checkpoints/, trained by `astroloc train`) published to the
    model store and activated, unless another retrieval model is already active;
@@ -12,25 +12,23 @@ step is cached on disk and returns at once when its result is already there:
 
 from __future__ import annotations
 
-import csv
 import logging
 import shutil
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from shapely.geometry.base import BaseGeometry
-
-from geo import footprint_polygon, parse_tles
 from index.build import build_index
-from index.database import grid_tiles, model_describer
+from index.database import grid_tiles
+from model.describer import tile_describer
 from index.shards import Manifest
 from index.sources import LocalXYZSource
-from index.world import build_world
 from service import artifacts, crud
 from service.config import Settings
 from service.db import session_scope, upgrade_database
-from service.retrieval import ModelRef, RetrievalUnavailable, active_model
+from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model
+from world.build import build_world
+from world.catalogue import WorldPhoto, read_photos
+from world.sampling import sample_tles
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +55,8 @@ def ensure_world(settings: Settings, progress: bool = False) -> dict:
 
 def ensure_tles(settings: Settings) -> int:
     """Import the ISS TLEs shipped with the project (the demo photos' orbits); returns added."""
-    text = resources.files("geo.data").joinpath("iss_sample.tle").read_text()
-    parsed = parse_tles(text)
     with session_scope(settings.resolved_database_url) as session:
-        added, _ = crud.import_tles(session, [(t.norad_id, t.name, t.epoch, t.line1, t.line2) for t in parsed.tles])
+        added, _ = crud.import_tles(session, [(t.norad_id, t.name, t.epoch, t.line1, t.line2) for t in sample_tles()])
         session.commit()
     return added
 
@@ -103,7 +99,7 @@ def ensure_index(
         shutil.rmtree(index_dir)
     net = model.create_model(model_ref.architecture, weights=model_ref.path)
     source = LocalXYZSource(tiles_dir or settings.resolved_tiles_dir)
-    describer = model_describer(net, source, batch_size=settings.describe_batch_size,
+    describer = tile_describer(net, source, batch_size=settings.describe_batch_size,
                                 workers=settings.index_load_workers)
     tiles = grid_tiles(zooms or world_zooms(settings), steps)
     # build_index skips tiles already indexed: on a complete index this only reads the manifest.
@@ -125,39 +121,6 @@ def prepare_demo(settings: Settings, progress: bool = False) -> DemoStack:
     return DemoStack(world, model_ref, settings.resolved_index_dir, tiles)
 
 
-@dataclass(frozen=True)
-class WorldPhoto:
-    """A simulated photo of the demo world with its ground truth."""
-
-    photo_id: str
-    image_path: Path
-    capture_time: str  # ISO 8601 with zone
-    nadir: tuple[float, float]  # (lat, lon)
-    truth: BaseGeometry  # lon/lat footprint
-    split: str
-    matching_zoom: int
-
-
 def world_photos(settings: Settings, split: str = "test", limit: int | None = None) -> list[WorldPhoto]:
-    """Photos of the world's ``split`` (train / val / test) that see only Earth, in CSV order."""
-    root = settings.resolved_world_dir
-    photos: list[WorldPhoto] = []
-    with (root / "queries.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["SPLIT"] != split or row["EARTH_LIMB"] == "1":
-                continue
-            corners = [(float(row[f"{c}_LAT"]), float(row[f"{c}_LON"])) for c in ("LL", "UL", "UR", "LR")]
-            photos.append(
-                WorldPhoto(
-                    photo_id=f"{row['MISSION']}-{row['ROLL']}-{row['FRAME']}",
-                    image_path=root / row["URL"],
-                    capture_time=row["CAPTURE_TIME"],
-                    nadir=(float(row["NADIR_LAT"]), float(row["NADIR_LON"])),
-                    truth=footprint_polygon(corners),
-                    split=split,
-                    matching_zoom=int(row["MATCHING_ZOOM"]),
-                )
-            )
-            if limit is not None and len(photos) >= limit:
-                break
-    return photos
+    """Photos of the demo world's ``split`` (train / val / test) that see only Earth, in CSV order."""
+    return read_photos(settings.resolved_world_dir, split=split, limit=limit)

@@ -1,4 +1,4 @@
-"""Tile sources (index/sources.py): the Blue Marble renderer and a local XYZ directory."""
+"""Tile sources: the Blue Marble renderer (world/bluemarble.py) and a local XYZ directory (index/sources.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ import pytest
 from pyproj import Transformer
 from scipy.ndimage import map_coordinates
 
-from index.sources import (
-    BlueMarbleTileSource,
-    CorruptTileError,
-    EquirectangularTexture,
-    LocalXYZSource,
-    TileNotFoundError,
-    blue_marble,
-    blue_marble_path,
-    encode_jpeg,
-)
+from index.sources import CorruptTileError, LocalXYZSource, TileNotFoundError, encode_jpeg
 from index.tiles import Tile, tile_at, tile_pixel_lonlat, lonlat_to_tile_pixel
+from world.bluemarble import BlueMarbleTileSource, EquirectangularTexture, blue_marble, blue_marble_path
 
 
 @pytest.fixture(scope="module")

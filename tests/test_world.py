@@ -1,4 +1,4 @@
-"""The demo world (index/world.py): views on ISS orbits, geographic splits, build, CSV, figure."""
+"""The demo world (world/): views on ISS orbits, geographic splits, build, CSV, figure."""
 
 from __future__ import annotations
 
@@ -11,22 +11,16 @@ import pytest
 from shapely.geometry import Polygon
 
 import geo
-from geo.camera import pointed_camera
+from geo.eol import EOL_COLUMNS
 from index.sources import LocalXYZSource
 from index.tiles import Tile
-from index.world import (
-    CSV_COLUMNS,
-    EOL_COLUMNS,
-    SPLITS,
-    GeographicSplit,
-    QuerySampling,
-    build_world,
-    footprint_of,
-    make_figure,
-    plan_queries,
-    sample_tles,
-    sample_view,
-)
+from world.build import build_world, plan_queries
+from world.camera import pointed_camera
+from world.catalogue import CSV_COLUMNS
+from world.figure import make_figure
+from world.sampling import QuerySampling, sample_tles, sample_view
+from world.split import SPLITS, GeographicSplit
+from world.view import footprint_of
 
 # Views are placed on the ISS orbit by geo.iss_position / geo.sun_elevation (issue 3, written in
 # parallel); until they exist, the tests that draw views say so instead of failing.

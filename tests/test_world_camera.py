@@ -1,4 +1,4 @@
-"""The simulated camera (geo/camera.py), its nuisances (geo/photosim.py) and render_view."""
+"""The simulated camera (world/camera.py), its nuisances (world/photosim.py) and render_view."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pyproj import Geod
 
-from geo.camera import (
+from world.camera import (
     WGS84_A,
     WGS84_F,
     camera_looking_at,
@@ -22,9 +22,9 @@ from geo.camera import (
     pointed_camera,
     tilt_and_azimuth,
 )
-from geo.photosim import NO_NUISANCES, Nuisances, draw_nuisances
-from index.sources import EquirectangularTexture
-from index.world import ViewSpec, footprint_of, render_view
+from world.photosim import NO_NUISANCES, Nuisances, draw_nuisances
+from world.bluemarble import EquirectangularTexture
+from world.view import ViewSpec, footprint_of, render_view
 
 GEOD = Geod(ellps="WGS84")
 WHEN = datetime(2019, 12, 9, 12, 0, tzinfo=timezone.utc)

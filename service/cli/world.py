@@ -1,6 +1,6 @@
 """`astroloc world build|render|figure`: the demo world (docs/world.md) from the command line.
 
-Thin wrappers over index.world: build_world, sample_view / ViewSpec + render_view, make_figure.
+Thin wrappers over the world package: build_world, sample_view / ViewSpec + render_view, make_figure.
 Defaults come from the settings (ASTROLOC_WORLD_*).
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from geo.orbit import ISS_ALTITUDE_KM
 from service.cli.common import fail, print_json
 from service.config import get_settings
 
@@ -34,7 +35,7 @@ def build(
 ) -> None:
     """Build (or finish, or reuse) the demo world: tiles, photos, queries.csv, world.json."""
     from index.database import parse_zooms
-    from index.world import build_world
+    from world.build import build_world
 
     settings = get_settings()
     try:
@@ -58,7 +59,7 @@ def render(
     index: int = typer.Option(0, min=0, help="With --seed: the candidate number (a world's FRAME)."),
     lat: float = typer.Option(None, help="ISS nadir latitude (explicit view)."),
     lon: float = typer.Option(None, help="ISS nadir longitude (explicit view)."),
-    alt_km: float = typer.Option(420.0, help="ISS altitude, km."),
+    alt_km: float = typer.Option(ISS_ALTITUDE_KM, help="ISS altitude, km."),
     tilt: float = typer.Option(0.0, help="Off-nadir angle of the camera, degrees (0-75)."),
     azimuth: float = typer.Option(0.0, help="Compass direction the camera leans towards, degrees."),
     roll: float = typer.Option(0.0, help="Camera roll about its axis, degrees."),
@@ -71,7 +72,9 @@ def render(
     import numpy as np
 
     from geo import parse_time
-    from index.world import QuerySampling, ViewSpec, render_view, sample_tles, sample_view, truth_row
+    from world.catalogue import simulated_photo_id, truth_row
+    from world.sampling import QuerySampling, sample_tles, sample_view
+    from world.view import ViewSpec, render_view
 
     settings = get_settings()
     side = size or settings.world_image_size
@@ -86,11 +89,11 @@ def render(
                 fail(f"nadir ({lat}, {lon}) is out of range")
             when = parse_time(time) if time else datetime.now(UTC)
             view = ViewSpec(when, lon, lat, alt_km, tilt, azimuth, roll, focal_mm, width=side, height=side)
-            photo_id, frame = "SIM-X-0", 0
+            photo_id, frame = simulated_photo_id(0, roll="X"), 0
         else:
             sampling = QuerySampling(width=side, height=side)
             view = sample_view(np.random.default_rng([seed, index]), sample_tles(), sampling)
-            photo_id, frame = f"SIM-E-{index}", index
+            photo_id, frame = simulated_photo_id(index), index
         rendered = render_view(view)
     except ValueError as exc:  # bad time, tilt out of range, a camera looking past the Earth
         fail(str(exc))
@@ -108,7 +111,7 @@ def figure(
     out: Path = typer.Option(Path("docs/world_figure.png"), help="PNG to write."),
 ) -> None:
     """Draw sample photos beside their ground-truth tiles (the figure of docs/world.md)."""
-    from index.world import make_figure
+    from world.figure import make_figure
 
     try:
         path = make_figure(world or get_settings().resolved_world_dir, out)

@@ -7,7 +7,7 @@ scanned from film. The pieces, applied by :func:`photograph` in physical order:
 2. haze: the atmosphere's path radiance, growing with the slant path (air mass) of each ray, and
    the thin blue limb where rays graze the atmosphere above the horizon;
 3. the lens: vignetting (darker corners); radial distortion is part of the camera model
-   (:mod:`geo.camera`), drawn here with the other nuisances;
+   (:mod:`world.camera`), drawn here with the other nuisances;
 4. colour: white balance and contrast shifts, or the faded blue cast and grain of old Space
    Shuttle film;
 5. occasionally ISS hardware or a window frame blocking one corner;
@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from geo.camera import Camera, ecef_to_geodetic, intersect_ellipsoid, local_axes
+from geo.eol import CORNER_NAMES
+from world.camera import Camera, ecef_to_geodetic, intersect_ellipsoid, local_axes
 
 # Sky colour of the limb and haze (RGB, 0-255): the blue of Rayleigh scattering.
 _HAZE_RGB = np.array([150.0, 180.0, 225.0], np.float32)
@@ -37,7 +38,6 @@ _EARTH_RADIUS_KM = 6371.0
 # Cloud noise: finest cell size (km) and number of octaves (each twice as coarse).
 _CLOUD_FINEST_CELL_KM = 12.0
 _CLOUD_OCTAVES = 6
-CORNERS = ("LL", "UL", "UR", "LR")
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class Nuisances:
             raise ValueError(f"haze optical depth must be >= 0, got {self.haze_optical_depth}")
         if not 0.0 <= self.vignetting < 1.0:
             raise ValueError(f"vignetting must lie in [0, 1), got {self.vignetting}")
-        if self.occluded_corner not in (None, *CORNERS):
-            raise ValueError(f"occluded corner must be one of {CORNERS} or None, got {self.occluded_corner!r}")
+        if self.occluded_corner not in (None, *CORNER_NAMES):
+            raise ValueError(f"occluded corner must be one of {CORNER_NAMES} or None, got {self.occluded_corner!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {self.jpeg_quality}")
 
@@ -94,7 +94,7 @@ def draw_nuisances(rng: np.random.Generator) -> Nuisances:
         shuttle_film=bool(rng.random() < 0.12),
         vignetting=float(rng.uniform(0.0, 0.45)),
         corner_distortion=float(rng.uniform(-0.06, 0.01)),
-        occluded_corner=str(rng.choice(CORNERS)) if rng.random() < 0.12 else None,
+        occluded_corner=str(rng.choice(CORNER_NAMES)) if rng.random() < 0.12 else None,
         jpeg_quality=int(rng.integers(60, 96)),
     )
 

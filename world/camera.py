@@ -1,4 +1,4 @@
-"""A physical camera in orbit: pinhole + radial distortion, looking at the WGS84 ellipsoid.
+"""The simulated camera in orbit: pinhole + radial distortion, looking at the WGS84 ellipsoid.
 
 Frames and conventions
 - Positions and directions are Earth-centred, Earth-fixed (ECEF, EPSG:4978) metres; geodetic
@@ -39,9 +39,8 @@ _UNDISTORTION_TABLE_SIZE = 256
 
 _TO_ECEF = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
 _TO_GEODETIC = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
-# Corners of the image in the order of EOL's footprint columns: lower-left, upper-left,
-# upper-right, lower-right (in units of image width and height).
-CORNER_NAMES = ("LL", "UL", "UR", "LR")
+# The image corners in the order of EOL's footprint columns (geo.eol.CORNER_NAMES: lower-left,
+# upper-left, upper-right, lower-right), in units of image width and height.
 _CORNER_FRACTIONS = np.array([[0.0, 1.0], [0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
 
 
