@@ -116,6 +116,15 @@ def tilt_for_distance_deg(distance_km, alt_km: float = ISS_ALTITUDE_KM):
     return np.degrees(np.arctan2(radius * np.sin(angle), radius + alt_km - radius * np.cos(angle)))
 
 
+def distance_for_tilt_km(tilt_deg: float, alt_km: float = ISS_ALTITUDE_KM) -> float:
+    """Ground distance (km) from the sub-point to where a line of sight ``tilt_deg`` off nadir
+    meets a spherical Earth (the inverse of :func:`tilt_for_distance_deg`; the horizon beyond
+    the grazing tilt)."""
+    radius = MEAN_EARTH_RADIUS_KM
+    tilt = math.radians(tilt_deg)
+    return radius * (math.asin(min((radius + alt_km) / radius * math.sin(tilt), 1.0)) - tilt)
+
+
 @dataclass(frozen=True)
 class ObliquityPrior:
     """The fitted laws (see the module docstring); load the committed fit with :func:`load_prior`."""

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geo.prior import load_prior
 from geo.tle import TLE, as_tles
 from index.files import write_atomically
 from world.bluemarble import BlueMarbleTileSource
@@ -108,7 +109,7 @@ def build_world(
         "zooms": zooms,
         "n_queries": n_queries,
         "seed": seed,
-        "sampling": asdict(sampling),
+        "sampling": sampling_parameters(sampling),
         # Hash of the line pairs (the form earlier worlds recorded), so built worlds stay valid.
         "tles_sha256": hashlib.sha256(json.dumps([[t.line1, t.line2] for t in tles]).encode()).hexdigest(),
     }
@@ -135,6 +136,18 @@ def build_world(
     }
     write_atomically(paths.manifest, json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def sampling_parameters(sampling: QuerySampling) -> dict:
+    """The sampling as world.json records it. ``tilt_law`` came later: recorded only when not
+    the default, so worlds built before it stay up to date; with the EOL law the fitted prior is
+    recorded too, so a refit of geo/data/obliquity_prior.json is a different world."""
+    values = asdict(sampling)
+    if values["tilt_law"] == "uniform":
+        del values["tilt_law"]
+    else:
+        values["tilt_prior"] = load_prior().to_json()
+    return values
 
 
 def _render_queries(planned: list[PlannedQuery], paths: WorldPaths, workers: int, progress: bool) -> list[dict]:

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
+from typing import Literal
 
 import numpy as np
 
+from geo.prior import distance_for_tilt_km, load_prior, tilt_for_distance_deg
 from geo.tle import TLE, as_tles, parse_tles
 from world.photosim import draw_nuisances
 from world.view import ViewSpec, land_fraction
@@ -25,6 +27,10 @@ class QuerySampling:
     # any photo whose corners all stay on the Earth). See docs/world.md.
     focal_mm: tuple[float, float] = (10.0, 40.0)
     tilt_deg: tuple[float, float] = (0.0, 60.0)
+    # How tilts are drawn within tilt_deg: "uniform" in angle, or "eol": the footprint-centre
+    # distances of the real EOL catalogue (geo.prior's fitted law, truncated to tilt_deg), so
+    # the world is as oblique as the catalogue. Both use one uniform draw: same seed, same world.
+    tilt_law: Literal["uniform", "eol"] = "uniform"
     earth_limb_fraction: float = 0.1  # share of photos with a corner off the Earth
     min_land_fraction: float = 0.25  # views with less land are mostly redrawn ...
     open_ocean_keep: float = 0.1  # ... and kept with this probability (some real photos are sea)
@@ -36,10 +42,16 @@ class QuerySampling:
             raise ValueError(f"focal range must be positive and ordered, got {self.focal_mm}")
         if not 0.0 <= self.tilt_deg[0] <= self.tilt_deg[1] <= 70.0:
             raise ValueError(f"tilt range must lie within [0, 70] degrees, got {self.tilt_deg}")
+        if self.tilt_law not in ("uniform", "eol"):
+            raise ValueError(f"tilt law must be 'uniform' or 'eol', got {self.tilt_law!r}")
         for name in ("earth_limb_fraction", "min_land_fraction", "open_ocean_keep"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
+
+# The demo world as oblique as the real catalogue (`astroloc world build --tilt-law eol`): up to
+# 70 deg, where the fitted law leaves 0.05% of the real photos out.
+EOL_TILT_SAMPLING = QuerySampling(tilt_deg=(0.0, 70.0), tilt_law="eol")
 
 _MAX_ATTEMPTS_PER_VIEW = 2000
 
@@ -70,7 +82,7 @@ def sample_view(
             nadir_lon=float(sub.lon),
             nadir_lat=float(sub.lat),
             alt_km=float(sub.alt_km),
-            tilt_deg=float(rng.uniform(*sampling.tilt_deg)),
+            tilt_deg=draw_tilt_deg(rng, sampling, float(sub.alt_km)),
             azimuth_deg=float(rng.uniform(0.0, 360.0)),
             roll_deg=float(rng.uniform(0.0, 360.0)),
             focal_mm=float(np.exp(rng.uniform(*np.log(sampling.focal_mm)))),
@@ -90,6 +102,17 @@ def sample_view(
             continue
         return view
     raise RuntimeError(f"no acceptable view in {_MAX_ATTEMPTS_PER_VIEW} draws; loosen the sampling")
+
+
+def draw_tilt_deg(rng: np.random.Generator, sampling: QuerySampling, alt_km: float) -> float:
+    """One camera tilt (degrees off nadir) by the sampling's tilt law, from one uniform draw."""
+    if sampling.tilt_law == "uniform":
+        return float(rng.uniform(*sampling.tilt_deg))
+    # Inverse-CDF draw of the centre distance, truncated to the distances of the tilt range.
+    prior = load_prior()
+    low, high = (distance_for_tilt_km(t, alt_km) for t in sampling.tilt_deg)
+    probability = rng.uniform(float(prior.distance_cdf(low)), float(prior.distance_cdf(high)))
+    return float(np.clip(tilt_for_distance_deg(prior.distance_quantile_km(probability), alt_km), *sampling.tilt_deg))
 
 
 def sample_tles() -> list[TLE]:

@@ -31,11 +31,15 @@ def build(
     seed: int = typer.Option(None, help="Seed of the photos and the split; default settings.world_seed."),
     workers: int = typer.Option(None, min=1, help="Processes rendering photos; default settings.world_workers."),
     out: Path = typer.Option(None, help="World directory; default settings.world_dir or data_dir/world."),
+    tilt_law: str = typer.Option(
+        "uniform", help="Camera tilts: uniform (0-60 deg) or eol (as oblique as the real catalogue, 0-70 deg)."
+    ),
     progress: bool = typer.Option(True, help="Progress bars."),
 ) -> None:
     """Build (or finish, or reuse) the demo world: tiles, photos, queries.csv, world.json."""
     from index.database import parse_zooms
     from world.build import build_world
+    from world.sampling import EOL_TILT_SAMPLING, QuerySampling
 
     settings = get_settings()
     try:
@@ -46,6 +50,7 @@ def build(
             n_queries=settings.world_queries if queries is None else queries,
             seed=settings.world_seed if seed is None else seed,
             workers=workers or settings.world_workers,
+            sampling=EOL_TILT_SAMPLING if tilt_law == "eol" else QuerySampling(tilt_law=tilt_law),
             progress=progress,
         )
     except ValueError as exc:
