@@ -42,6 +42,23 @@ def _tile_xy(lonlat: np.ndarray, zoom: int) -> np.ndarray:
     return np.column_stack([tx, ty])
 
 
+def _warp_photo(photo_rgb: np.ndarray, corners_px: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The photo warped onto a ``shape`` (rows, columns) canvas whose pixels hold the footprint's
+    4 vertices at ``corners_px``, and the mask of the pixels it covers (255 inside).
+
+    The footprint's vertices come in EOL order LL, UL, UR, LR (geo.footprint_polygon: the ring
+    starts at lower-left), i.e. the image's BL, TL, TR, BR corners.
+    """
+    ll, ul, ur, lr = np.float32(corners_px)
+    height, width = photo_rgb.shape[:2]
+    source_corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    matrix = cv2.getPerspectiveTransform(source_corners, np.float32([ul, ur, lr, ll]))
+    size = (int(shape[1]), int(shape[0]))
+    warped = cv2.warpPerspective(photo_rgb, matrix, size)
+    mask = cv2.warpPerspective(np.full((height, width), 255, np.uint8), matrix, size)
+    return warped, mask
+
+
 def footprint_picture(
     photo_rgb: np.ndarray,
     footprint: BaseGeometry,
@@ -80,15 +97,8 @@ def footprint_picture(
         return (_tile_xy(lonlat, zoom) - lo) * side
 
     outline_px = to_px(ring)
-    # The photo's corners are the footprint's 4 vertices (EOL order LL, UL, UR, LR from
-    # geo.footprint_polygon: the ring starts at lower-left) -> image TL, TR, BR, BL.
     if len(ring) == 5:
-        ll, ul, ur, lr = outline_px[:4]
-        height, width = photo_rgb.shape[:2]
-        source_corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-        matrix = cv2.getPerspectiveTransform(source_corners, np.float32([ul, ur, lr, ll]))
-        warped = cv2.warpPerspective(photo_rgb, matrix, (canvas.shape[1], canvas.shape[0]))
-        mask = cv2.warpPerspective(np.full((height, width), 255, np.uint8), matrix, (canvas.shape[1], canvas.shape[0]))
+        warped, mask = _warp_photo(photo_rgb, outline_px[:4], canvas.shape[:2])
         inside = mask > 0
         canvas[inside] = (0.35 * canvas[inside] + 0.65 * warped[inside]).astype(np.uint8)
     if truth is not None:
@@ -98,3 +108,36 @@ def footprint_picture(
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return png.tobytes()
+
+
+def photo_overlay(photo_rgb: np.ndarray, footprint: BaseGeometry, max_side_px: int = 1024) -> bytes:
+    """The photo warped into Web-Mercator pixels over the footprint's bounding box
+    (:func:`photo_overlay_bounds`), for a web map to lay on its tiles: RGBA PNG bytes,
+    transparent outside the photo.
+
+    The larger side of the box is ``max_side_px`` pixels. A footprint that is not 4 corners (no
+    homography to undo) gives an empty, fully transparent image over its box.
+    """
+    ring = _outline(footprint)
+    world_px = _tile_xy(ring, 0)  # zoom-0 tile units: Web Mercator up to a scale
+    lo, hi = world_px.min(axis=0), world_px.max(axis=0)
+    scale = max_side_px / max(float((hi - lo).max()), 1e-12)
+    columns, rows = (max(1, int(math.ceil(v))) for v in (hi - lo) * scale)
+    rgba = np.zeros((rows, columns, 4), np.uint8)
+    if len(ring) == 5:
+        warped, mask = _warp_photo(photo_rgb, (world_px[:4] - lo) * scale, (rows, columns))
+        rgba[..., :3] = warped
+        rgba[..., 3] = mask
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return png.tobytes()
+
+
+def photo_overlay_bounds(footprint: BaseGeometry) -> tuple[float, float, float, float]:
+    """(south, west, north, east) of :func:`photo_overlay`'s image, degrees; east > west (a box
+    across 180 has east beyond 180, west is in [-180, 180))."""
+    ring = _outline(footprint)
+    west, east = float(ring[:, 0].min()), float(ring[:, 0].max())
+    shift = 360.0 * math.floor((west + 180.0) / 360.0)
+    return float(ring[:, 1].min()), west - shift, float(ring[:, 1].max()), east - shift
