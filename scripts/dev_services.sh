@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Make PostgreSQL + PostGIS and Redis available on 127.0.0.1 for the tests (idempotent).
+# Make PostgreSQL + PostGIS and Redis available on 127.0.0.1 for the tests (idempotent), and
+# Debian's chromium for the browser tests (tests/test_webapp.py drives /usr/bin/chromium through
+# playwright's Python client; no browser is downloaded).
 # Installs Debian's packages when missing (root or sudo), starts the servers when they are down,
 # and creates the test database with the PostGIS extension.
 set -euo pipefail
@@ -55,4 +57,9 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 
-echo "dev_services: PostgreSQL $PGVER + PostGIS at $PGHOST:$PGPORT/$TEST_DB, Redis at 127.0.0.1:6379"
+# --- Chromium (browser tests) --------------------------------------------------------------------
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+
+echo "dev_services: PostgreSQL $PGVER + PostGIS at $PGHOST:$PGPORT/$TEST_DB, Redis at 127.0.0.1:6379, $(/usr/bin/chromium --version 2>/dev/null || echo 'no chromium')"

@@ -27,7 +27,36 @@ app.add_typer(bench.app, name="bench", help="Benchmarks; results go to docs/benc
 app.command()(demo.demo)
 
 
+# Our own packages: their INFO lines are meant for the person at the terminal.
+OWN_PACKAGES = ("service", "worker", "geo", "index", "model", "starid", "world")
+
+
+def configure_logging(verbose: bool) -> None:
+    """Libraries (Alembic, httpx, numba, ...) say only warnings unless ``verbose``; ours say INFO.
+
+    ``verbose`` turns every logger's INFO on, with times and logger names.
+    """
+    root = logging.getLogger()
+    if verbose:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        root.setLevel(logging.INFO)
+    else:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        root.setLevel(logging.WARNING)
+    for name in OWN_PACKAGES:
+        logging.getLogger(name).setLevel(logging.INFO)
+    # One line per poll or per migration step is noise even for our own logs' readers.
+    for name in ("httpx", "alembic"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+@app.callback()
+def options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the libraries' INFO logs too (Alembic, ...)."),
+) -> None:
+    """Geolocalization of astronaut photos and star-tracker frames."""
+    configure_logging(verbose)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     app()
