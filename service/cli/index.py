@@ -1,6 +1,6 @@
 """`astroloc index build|search|stats|bench`: the sharded FAISS tile index from the command line.
 
-The work is done by plain functions of index/ (index.database, index.build, index.search,
+The work is done by service/indexing.py over index/ (index.database, index.build, index.search,
 index.shards) and service/bench/index.py; this module only resolves options against the settings and the
 model store and prints results. Without --arch/--weights/--model-version the model is the model
 store's active 'retrieval' version, and the index records the same model key as the service
@@ -10,11 +10,11 @@ store's active 'retrieval' version, and the index records the same model key as 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import typer
 
+from geo.orbit import ISS_ALTITUDE_KM
 from service.cli.common import fail, print_json, read_image
 from service.config import Settings, get_settings
 
@@ -24,56 +24,6 @@ app = typer.Typer(no_args_is_help=True)
 def register(root: typer.Typer) -> None:
     """Mount `astroloc index ...` on the top-level app."""
     root.add_typer(app, name="index", help="The sharded FAISS tile index: build, search, stats, bench.")
-
-
-# --- which model describes tiles and photos ---------------------------------------------------
-
-
-@dataclass
-class ResolvedModel:
-    net: object
-    version: str  # what the index records (model.identity)
-    label: str
-
-
-def resolve_model(
-    settings: Settings, arch: str | None, weights: Path | None, version_id: int | None, seed: int = 0
-) -> ResolvedModel:
-    """The descriptor model from --arch/--weights, --model-version ID, or the store's active
-    'retrieval' version (in that order); exits with a message when none can be had."""
-    from model.describer import load_descriptor_model
-    from model.identity import weights_identity
-
-    if arch or weights is not None:
-        if version_id is not None:
-            fail("give either --arch/--weights or --model-version, not both")
-        try:
-            net = load_descriptor_model(arch, weights, seed=seed)
-            version = weights_identity(arch, weights, seed=seed, net=net)
-        except (ValueError, KeyError, RuntimeError, OSError) as exc:
-            fail(f"cannot load the model: {exc}")
-        return ResolvedModel(net, version, f"{version} ({'random init' if weights is None else weights})")
-
-    from service import artifacts
-    from service.db import upgrade_database
-    from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model
-
-    try:
-        upgrade_database(settings.resolved_database_url)
-        if version_id is None:
-            ref = active_model(settings)
-        else:
-            stored = artifacts.get_version(settings, version_id)
-            if stored.kind != "retrieval" or not stored.architecture:
-                fail(f"model version {version_id} is a {stored.kind!r}, not a retrieval model with an architecture")
-            path = artifacts.model_store(settings).verify(Path(stored.path), stored.sha256)
-            ref = ModelRef(stored.id, stored.name, stored.architecture, stored.sha256, path)
-    except RetrievalUnavailable as exc:
-        fail(f"{exc}; or pass --arch NAME [--weights FILE]")
-    except (LookupError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
-    net = load_descriptor_model(ref.architecture, ref.path)
-    return ResolvedModel(net, ref.index_key, ref.label())
 
 
 _ARCH = typer.Option(None, "--arch", help="Architecture (e.g. astroloc-nano); without --weights: random init.")
@@ -101,52 +51,18 @@ def build(
 ) -> None:
     """Describe database tiles (4 rotations) and add them to the index; resumable, incremental
     (tiles already indexed are skipped), missing or corrupt tiles skipped and counted."""
-    from index.build import build_index
-    from index.database import grid_tiles, local_tiles, parse_zooms
-    from model.describer import tile_describer
-    from index.sources import LocalXYZSource
+    from service import indexing
 
     settings = get_settings()
     try:
-        zoom_list = parse_zooms(zooms) if zooms else list(range(settings.world_min_zoom, settings.world_max_zoom + 1))
+        source, tiles, zoom_list = indexing.database_tiles(settings, tiles_dir, url_template, zooms, steps)
+        resolved = indexing.resolve_model(settings, arch, weights, version_id, seed)
+        typer.echo(f"indexing {len(tiles):,} tiles (zooms {zoom_list}, steps {steps}) with {resolved.label}", err=True)
+        # ValueError: another model's index, another build running, bad factories, a bad zoom range
+        print_json(indexing.build(settings, source, tiles, resolved, index_dir=out, factories=factories,
+                                  progress=progress))
     except ValueError as exc:
         fail(str(exc))
-    if url_template and tiles_dir:
-        fail("give either --tiles-dir or --url-template, not both")
-    if url_template:
-        from index.remote import HTTPTileSource
-
-        try:
-            source = HTTPTileSource(
-                url_template, cache_dir=settings.tile_cache_dir or settings.data_dir / "tiles",
-                timeout_s=settings.tile_http_timeout_s, retries=settings.tile_http_retries,
-            )
-        except ValueError as exc:
-            fail(str(exc))
-        tiles = grid_tiles(zoom_list, steps)
-    else:
-        root = tiles_dir or settings.resolved_tiles_dir
-        if not root.is_dir():
-            fail(f"tile directory not found: {root} (build the demo world with `astroloc world build`)")
-        source = LocalXYZSource(root)
-        tiles = local_tiles(source, zoom_list, steps)
-        if not tiles:
-            fail(f"no tiles of zooms {zoom_list} under {root}")
-    resolved = resolve_model(settings, arch, weights, version_id, seed)
-    describer = tile_describer(
-        resolved.net, source, batch_size=settings.describe_batch_size, workers=settings.index_load_workers
-    )
-    index_dir = out or settings.resolved_index_dir
-    typer.echo(f"indexing {len(tiles):,} tiles (zooms {zoom_list}, steps {steps}) with {resolved.label} into {index_dir}", err=True)
-    try:
-        report = build_index(
-            index_dir, tiles, describer, model_version=resolved.version, shard_zoom=settings.index_shard_zoom,
-            factories=factories or settings.index_factories, chunk_tiles=settings.index_build_chunk_tiles,
-            progress=progress,
-        )
-    except ValueError as exc:  # another model's index, another build running, bad factories
-        fail(str(exc))
-    print_json({"index_dir": str(index_dir), "model_version": resolved.version, **asdict(report)})
 
 
 @app.command()
@@ -155,7 +71,7 @@ def search(
     time: str = typer.Option(None, "--time", help="Capture time (ISO 8601 with zone): ISS position from stored TLEs."),
     nadir: tuple[float, float] | None = typer.Option(None, "--nadir", help="ISS nadir LAT LON: search its visibility region."),
     worldwide: bool = typer.Option(False, "--worldwide", help="Search the whole database (the default without --time/--nadir)."),
-    alt_km: float = typer.Option(420.0, help="ISS altitude for --nadir."),
+    alt_km: float = typer.Option(ISS_ALTITUDE_KM, help="ISS altitude for --nadir."),
     k: int = typer.Option(10, min=1, max=1000, help="Tiles to return."),
     arch: str = _ARCH,
     weights: Path = _WEIGHTS,
@@ -165,8 +81,7 @@ def search(
 ) -> None:
     """Top-k database tiles (tile, zoom, rotation, score, footprint) for a photo, inside the ISS
     visibility region or worldwide, as JSON."""
-    import model
-    from index.search import ShardedIndex
+    from service import indexing
 
     settings = get_settings()
     if not image.is_file():
@@ -176,15 +91,9 @@ def search(
     if sum([bool(time), has_nadir, worldwide]) > 1:
         fail("give one of --time, --nadir, --worldwide")
     where = _search_region(settings, time, nadir if has_nadir else None, alt_km)
-    index_dir = index_dir or settings.resolved_index_dir
-    resolved = resolve_model(settings, arch, weights, version_id, seed)
     try:
-        index = ShardedIndex.open(index_dir, resolved.version, verify=settings.index_verify_checksums)
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
-    descriptor = model.describe(resolved.net, [rgb], rotations=(0,), batch_size=1)[:, 0]
-    try:
-        [result] = index.search(descriptor, where.region, k=k, nprobe=settings.index_nprobe)
+        resolved = indexing.resolve_model(settings, arch, weights, version_id, seed)
+        result = indexing.search(settings, rgb, where.region, resolved, index_dir=index_dir, k=k)
     except ValueError as exc:
         fail(str(exc))
     print_json({

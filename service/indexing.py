@@ -1,0 +1,134 @@
+"""The tile index from the service's side: which model describes tiles, building an index, searching it.
+
+`astroloc index build|search` call these (the CLI only turns options into arguments and prints).
+Every refusal is an :class:`IndexingError` (a ValueError) with a message for the user. The model is
+given as --arch/--weights, as a model-store version id, or is the store's active 'retrieval'
+version; the index records the same model identity as the service (model.identity), so an index
+built here is one the API can serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from shapely.geometry.base import BaseGeometry
+
+from service.config import Settings
+
+
+class IndexingError(ValueError):
+    """The index cannot be built or searched as asked (the message says why)."""
+
+
+@dataclass
+class ResolvedModel:
+    net: object
+    version: str  # the identity the index records (model.identity)
+    label: str
+
+
+def resolve_model(
+    settings: Settings, arch: str | None, weights: Path | None, version_id: int | None, seed: int = 0
+) -> ResolvedModel:
+    """The descriptor model from arch/weights, a model-store version id, or the store's active
+    'retrieval' version (in that order)."""
+    from model.describer import load_descriptor_model
+    from model.identity import weights_identity
+
+    if arch or weights is not None:
+        if version_id is not None:
+            raise IndexingError("give either --arch/--weights or --model-version, not both")
+        try:
+            net = load_descriptor_model(arch, weights, seed=seed)
+            version = weights_identity(arch, weights, seed=seed, net=net)
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            raise IndexingError(f"cannot load the model: {exc}") from None
+        return ResolvedModel(net, version, f"{version} ({'random init' if weights is None else weights})")
+
+    from service import artifacts
+    from service.db import upgrade_database
+    from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model
+
+    try:
+        upgrade_database(settings.resolved_database_url)
+        if version_id is None:
+            ref = active_model(settings)
+        else:
+            stored = artifacts.get_version(settings, version_id)
+            if stored.kind != "retrieval" or not stored.architecture:
+                raise IndexingError(
+                    f"model version {version_id} is a {stored.kind!r}, not a retrieval model with an architecture"
+                )
+            path = artifacts.model_store(settings).verify(Path(stored.path), stored.sha256)
+            ref = ModelRef(stored.id, stored.name, stored.architecture, stored.sha256, path)
+    except RetrievalUnavailable as exc:
+        raise IndexingError(f"{exc}; or pass --arch NAME [--weights FILE]") from None
+    except (LookupError, FileNotFoundError) as exc:
+        raise IndexingError(str(exc)) from None
+    net = load_descriptor_model(ref.architecture, ref.path)
+    return ResolvedModel(net, ref.index_key, ref.label())
+
+
+def database_tiles(settings: Settings, tiles_dir: Path | None, url_template: str | None, zooms: str | None,
+                   steps: int):  # noqa: ANN201
+    """The tile source (a local XYZ directory, by default the demo world's, or an XYZ/WMTS URL
+    template) and the tiles of ``zooms`` (default the world's) it holds, on ``steps`` per tile."""
+    from index.database import grid_tiles, local_tiles, parse_zooms
+    from index.sources import LocalXYZSource
+
+    zoom_list = parse_zooms(zooms) if zooms else list(range(settings.world_min_zoom, settings.world_max_zoom + 1))
+    if url_template and tiles_dir:
+        raise IndexingError("give either --tiles-dir or --url-template, not both")
+    if url_template:
+        from index.remote import HTTPTileSource
+
+        source = HTTPTileSource(
+            url_template, cache_dir=settings.tile_cache_dir or settings.data_dir / "tiles",
+            timeout_s=settings.tile_http_timeout_s, retries=settings.tile_http_retries,
+        )
+        return source, grid_tiles(zoom_list, steps), zoom_list
+    root = tiles_dir or settings.resolved_tiles_dir
+    if not root.is_dir():
+        raise IndexingError(f"tile directory not found: {root} (build the demo world with `astroloc world build`)")
+    source = LocalXYZSource(root)
+    tiles = local_tiles(source, zoom_list, steps)
+    if not tiles:
+        raise IndexingError(f"no tiles of zooms {zoom_list} under {root}")
+    return source, tiles, zoom_list
+
+
+def build(settings: Settings, source, tiles, resolved: ResolvedModel, *, index_dir: Path | None = None,  # noqa: ANN001
+          factories: str | None = None, progress: bool = True) -> dict:
+    """Describe ``tiles`` (4 rotations) with the model and add them to the index: resumable and
+    incremental (tiles already indexed are skipped); missing or corrupt tiles skipped and counted."""
+    from index.build import build_index
+    from model.describer import tile_describer
+
+    describer = tile_describer(
+        resolved.net, source, batch_size=settings.describe_batch_size, workers=settings.index_load_workers
+    )
+    index_dir = index_dir or settings.resolved_index_dir
+    report = build_index(
+        index_dir, tiles, describer, model_version=resolved.version, shard_zoom=settings.index_shard_zoom,
+        factories=factories or settings.index_factories, chunk_tiles=settings.index_build_chunk_tiles,
+        progress=progress,
+    )
+    return {"index_dir": str(index_dir), "model_version": resolved.version, **asdict(report)}
+
+
+def search(settings: Settings, rgb: np.ndarray, region: BaseGeometry | None, resolved: ResolvedModel, *,
+           index_dir: Path | None = None, k: int = 10):  # noqa: ANN201
+    """The top-k database tiles for one photo inside ``region`` (None: worldwide)."""
+    import model
+    from index.search import ShardedIndex
+
+    try:
+        index = ShardedIndex.open(index_dir or settings.resolved_index_dir, resolved.version,
+                                  verify=settings.index_verify_checksums)
+    except FileNotFoundError as exc:
+        raise IndexingError(str(exc)) from None
+    descriptor = model.describe(resolved.net, [rgb], rotations=(0,), batch_size=1)[:, 0]
+    [result] = index.search(descriptor, region, k=k, nprobe=settings.index_nprobe)
+    return result
