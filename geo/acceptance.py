@@ -1,0 +1,148 @@
+"""Is a refined candidate right, and how far off may its corners be? (issue 16)
+
+EarthMatch (Berton et al., CVPRW 2024, Sec. 4) accepts a match when its inlier count passes a
+threshold set for 99.9% precision on right vs wrong candidates. Here that threshold is the
+probability of a logistic regression over the inlier count (and the share of tentative matches
+that are inliers), so that ``confidence`` is a probability:
+
+    P(right | match) = 1 / (1 + exp(-(b0 + b1 * log(inliers) + b2 * inlier_ratio)))
+
+fitted by `astroloc bench localize` on every candidate it refines (right: the outline's IoU with
+the truth >= 0.5), and thresholded at the smallest probability whose answers reach 99.9%
+precision. Inliers alone cannot tell a tight outline from a loose one on the right place (the
+"right place, loose outline" near-misses), so a second, geometric criterion follows: the photo's
+corners must agree between the last two EarthMatch iterations (``corner_shift``, in units of the
+outline's diagonal), as a converged fit does.
+
+Each answer carries ``corner_uncertainty_km`` per corner: the spread of the corners over
+homographies refitted on resamples of the inliers, combined with their last-iteration shift, in
+km, scaled by ``uncertainty_scale`` (also fitted by the benchmark: the factor at which the band
+covers the true corner error of 90% of right answers) plus ``uncertainty_floor_km`` (the scale of
+the imagery's texture).
+
+Pure: numpy (and scikit-learn, imported by :func:`fit_acceptance` only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# The share of right answers whose true corner error the uncertainty band must cover.
+UNCERTAINTY_COVERAGE = 0.9
+TARGET_PRECISION = 0.999
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """A fitted acceptance rule (defaults: the fit of `astroloc bench localize` in docs/benchmarks.md)."""
+
+    intercept: float = -9.0
+    coef_log_inliers: float = 3.0
+    coef_inlier_ratio: float = 0.0
+    min_probability: float = 0.5
+    max_corner_shift: float = 0.05  # corners may move this much (x outline diagonal) in the last iteration
+    uncertainty_scale: float = 3.0
+    uncertainty_floor_km: float = 5.0
+    fitted_on: dict = field(default_factory=dict)  # what the fit saw (candidates, precision reached ...)
+
+    def probability(self, inliers: int, inlier_ratio: float) -> float:
+        """P(the candidate's outline is right | its inliers), from the logistic model."""
+        if inliers <= 0:
+            return 0.0
+        z = self.intercept + self.coef_log_inliers * math.log(inliers) + self.coef_inlier_ratio * inlier_ratio
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def refusal(self, probability: float, corner_shift: float | None) -> str | None:
+        """Why a non-degenerate match is refused, or None when it is accepted."""
+        if probability < self.min_probability:
+            return f"confidence {probability:.3f} below the calibrated {self.min_probability:.3f}"
+        if corner_shift is not None and corner_shift > self.max_corner_shift:
+            return (f"outline not converged: corners moved {corner_shift:.1%} of the outline in the last "
+                    f"iteration (at most {self.max_corner_shift:.1%})")
+        return None
+
+    def uncertainty_km(self, spread_km: np.ndarray) -> list[float]:
+        # Rounded up, so that the band never shrinks below the calibrated one.
+        return [math.ceil(float(self.uncertainty_scale * s + self.uncertainty_floor_km) * 100.0) / 100.0
+                for s in spread_km]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Acceptance:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Acceptance:
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One refined candidate as the fit sees it."""
+
+    inliers: int
+    inlier_ratio: float
+    corner_shift: float | None
+    right: bool  # its outline's IoU with the truth >= 0.5
+    spread_km: tuple[float, ...] | None = None  # per corner, before scaling
+    corner_error_km: tuple[float, ...] | None = None  # per corner, against the truth
+
+
+def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
+                   base: Acceptance | None = None) -> Acceptance:
+    """Fit the logistic model on right vs wrong candidates, the probability threshold for
+    ``precision``, the corner-shift limit and the uncertainty scale (see the module docstring)."""
+    from sklearn.linear_model import LogisticRegression
+
+    base = base or Acceptance()
+    usable = [s for s in scored if s.inliers > 0]
+    labels = np.array([s.right for s in usable])
+    if len(usable) < 10 or labels.all() or not labels.any():
+        raise ValueError(f"need right and wrong candidates to fit on ({int(labels.sum())} right of {len(usable)})")
+    x = np.array([[math.log(s.inliers), s.inlier_ratio] for s in usable])
+    model = LogisticRegression(C=10.0, max_iter=1000).fit(x, labels)
+    (b1, b2), b0 = model.coef_[0], model.intercept_[0]
+    fitted = Acceptance(float(b0), float(b1), float(b2), base.min_probability, base.max_corner_shift,
+                        base.uncertainty_scale, base.uncertainty_floor_km)
+    probabilities = np.array([fitted.probability(s.inliers, s.inlier_ratio) for s in usable])
+
+    # The geometric criterion first: a shift limit that keeps 99% of right outlines.
+    shifts = np.array([s.corner_shift if s.corner_shift is not None else 0.0 for s in usable])
+    max_shift = float(max(base.max_corner_shift, np.quantile(shifts[labels], 0.99))) if labels.any() else base.max_corner_shift
+    passes = shifts <= max_shift
+    # The smallest probability above which what passes both criteria is `precision` right.
+    threshold = 1.0
+    for p in np.unique(np.round(probabilities, 6)):
+        kept = passes & (probabilities >= p)
+        if kept.any() and labels[kept].mean() >= precision:
+            threshold = float(p)
+            break
+    accepted_right = [s for s, p, ok in zip(usable, probabilities, passes, strict=True) if s.right and ok and p >= threshold]
+    scale = fit_uncertainty_scale(accepted_right, base.uncertainty_floor_km, default=base.uncertainty_scale)
+    kept = passes & (probabilities >= threshold)
+    return Acceptance(
+        float(b0), float(b1), float(b2), min_probability=threshold, max_corner_shift=max_shift,
+        uncertainty_scale=scale, uncertainty_floor_km=base.uncertainty_floor_km,
+        fitted_on={"candidates": len(usable), "right": int(labels.sum()), "accepted": int(kept.sum()),
+                   "precision": round(float(labels[kept].mean()), 5) if kept.any() else None,
+                   "target_precision": precision, "corner_coverage": UNCERTAINTY_COVERAGE},
+    )
+
+
+def fit_uncertainty_scale(right_answers: list[Scored], floor_km: float, default: float = 3.0) -> float:
+    """The factor on the corner spread at which ``spread * factor + floor_km`` covers all four
+    corners' true errors for :data:`UNCERTAINTY_COVERAGE` of the right answers."""
+    # Per answer, its worst-covered corner.
+    ratios = [max((e - floor_km) / max(sp, 1e-3) for e, sp in zip(s.corner_error_km, s.spread_km, strict=True))
+              for s in right_answers if s.spread_km and s.corner_error_km and np.all(np.isfinite(s.spread_km))]
+    if not ratios:
+        return default
+    return float(max(0.0, np.quantile(ratios, UNCERTAINTY_COVERAGE, method="higher")))
