@@ -8,25 +8,21 @@ YYYYMMDD, nadir, SQ_KM_AREA) plus ours (confidence, inliers, method, model versi
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-import numpy as np
-from shapely.geometry import MultiPolygon, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from geo import geodesic_area_km2
-from geo.lonlat import unwrap_longitudes
+from geo import feature_collection, geodesic_area_km2, to_feature
+from geo.eol import EOL_COLUMNS, corner_cells, footprint_corners, split_photo_id
+from index.files import write_csv
 from service import crud
 from service.models import Footprint, Photo
 
 FORMATS = ("geojson", "csv", "gpkg")
-EOL_COLUMNS = ["LL_LAT", "LL_LON", "UL_LAT", "UL_LON", "UR_LAT", "UR_LON", "LR_LAT", "LR_LON", "MISSION", "ROLL",
-               "FRAME", "YYYYMMDD", "NADIR_LAT", "NADIR_LON", "SQ_KM_AREA", "ORIENTATION", "URL"]
-OUR_COLUMNS = ["CAPTURE_TIME", "CONFIDENCE", "INLIERS", "METHOD", "MODEL_VERSION"]
+OUR_COLUMNS = ("CAPTURE_TIME", "CONFIDENCE", "INLIERS", "METHOD", "MODEL_VERSION")
 
 
 def latest_footprints(session: Session, bbox: BaseGeometry | None = None) -> list[tuple[Photo, Footprint]]:
@@ -47,25 +43,9 @@ def latest_footprints(session: Session, bbox: BaseGeometry | None = None) -> lis
     return pairs
 
 
-def corners(geometry: BaseGeometry) -> list[tuple[float, float]]:
-    """The footprint's 4 corners as EOL lists them (LL, UL, UR, LR; (lat, lon)); a polygon with
-    more vertices (split at 180) is summarised by its minimum rotated rectangle."""
-    if isinstance(geometry, Polygon) and len(geometry.exterior.coords) == 5:
-        ring = np.asarray(geometry.exterior.coords)[:4]
-    else:
-        parts = geometry.geoms if isinstance(geometry, MultiPolygon) else [geometry]
-        ring = np.concatenate([np.asarray(p.exterior.coords) for p in parts])
-        ring[:, 0] = unwrap_longitudes(ring[:, 0], float(ring[0, 0]))
-        ring = np.asarray(Polygon(ring).minimum_rotated_rectangle.exterior.coords)[:4]
-    lon = ((ring[:, 0] + 180.0) % 360.0) - 180.0
-    return [(round(float(lat), 6), round(float(x), 6)) for x, lat in zip(lon, ring[:, 1])]
-
-
 def _eol_row(photo: Photo, footprint: Footprint) -> dict:
-    mission, roll, frame = (photo.photo_id.split("-", 2) + ["", ""])[:3] if photo.photo_id.count("-") >= 2 else (photo.photo_id, "", "")
-    row = {}
-    for name, (lat, lon) in zip(("LL", "UL", "UR", "LR"), corners(footprint.geom)):
-        row[f"{name}_LAT"], row[f"{name}_LON"] = lat, lon
+    mission, roll, frame = split_photo_id(photo.photo_id)
+    row = corner_cells(footprint_corners(footprint.geom))
     row.update(
         MISSION=mission, ROLL=roll, FRAME=frame,
         YYYYMMDD=photo.captured_at.strftime("%Y%m%d") if photo.captured_at else "",
@@ -86,15 +66,12 @@ def export(session: Session, path: Path, fmt: str, bbox: BaseGeometry | None = N
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     pairs = latest_footprints(session, bbox)
     if fmt == "csv":
-        with Path(path).open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, EOL_COLUMNS + OUR_COLUMNS)
-            writer.writeheader()
-            writer.writerows(_eol_row(p, f) for p, f in pairs)
+        write_csv(Path(path), EOL_COLUMNS + OUR_COLUMNS, (_eol_row(p, f) for p, f in pairs))
     elif fmt == "geojson":
-        features = [{"type": "Feature", "geometry": mapping(f.geom),
-                     "properties": {k: v for k, v in _eol_row(p, f).items() if not k.endswith(("_LAT", "_LON"))}
-                     | {"photo_id": p.photo_id}} for p, f in pairs]
-        Path(path).write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        # The corners and the nadir are left out of the properties: the geometry carries the footprint.
+        features = [to_feature(f.geom, {k: v for k, v in _eol_row(p, f).items() if not k.endswith(("_LAT", "_LON"))}
+                               | {"photo_id": p.photo_id}) for p, f in pairs]
+        Path(path).write_text(json.dumps(feature_collection(features)))
     else:
         _write_gpkg(path, pairs)
     return len(pairs)

@@ -31,13 +31,15 @@ import httpx
 from pyproj import Geod
 
 from geo import footprint_polygon
+from geo.eol import CORNER_COLUMNS, CORNER_NAMES, NADIR_COLUMNS, PHOTO_ID_COLUMNS, row_corners, row_photo_id
 from index.files import write_csv
 
 log = logging.getLogger(__name__)
 
-CORNERS = ("LL", "UL", "UR", "LR")
-CANONICAL = ("MISSION", "ROLL", "FRAME", "YYYYMMDD", "PTIME", "CAPTURE_TIME", "NADIR_LAT", "NADIR_LON",
-             "PATH", "FCLT", "TILT", "CLDP") + tuple(f"{c}_{a}" for c in CORNERS for a in ("LAT", "LON"))
+# The columns read: EOL's (geo.eol) plus the fuller EOL database's PTIME (HHMMSS), FCLT (focal length),
+# TILT and CLDP (cloud cover), and ours: CAPTURE_TIME (ISO 8601) and PATH (the image).
+CANONICAL = (PHOTO_ID_COLUMNS + ("YYYYMMDD", "PTIME", "CAPTURE_TIME") + NADIR_COLUMNS
+             + ("PATH", "FCLT", "TILT", "CLDP") + CORNER_COLUMNS)
 PHOTO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 MAX_CORNER_DISTANCE_KM = 2300.0  # beyond the ISS horizon at any tilt: a metadata error
 IMAGE_SUFFIXES = (".JPG", ".jpg", ".jpeg", ".JPEG", ".png", ".PNG", ".tif", ".TIF")
@@ -78,7 +80,7 @@ def read_catalogue(path: Path, column_map: dict[str, str] | None = None) -> Iter
         name = {c: column_map.get(c, c) for c in CANONICAL}
         if name["PATH"] not in header and "URL" in header and "PATH" not in column_map:
             name["PATH"] = "URL"  # the world's CSV and EOL's give the image location there
-        missing = [c for c in ("MISSION", "ROLL", "FRAME") if name[c] not in header]
+        missing = [c for c in PHOTO_ID_COLUMNS if name[c] not in header]
         if missing:
             raise ValueError(f"{path}: missing column(s) {[name[c] for c in missing]} (use a column map)")
         for number, raw in enumerate(reader, start=2):
@@ -87,8 +89,8 @@ def read_catalogue(path: Path, column_map: dict[str, str] | None = None) -> Iter
 
 
 def _validate(line: int, v: dict[str, str]) -> CatalogueRow | Reject:
-    photo_id = f"{v['MISSION']}-{v['ROLL']}-{v['FRAME']}"
-    if not all((v["MISSION"], v["ROLL"], v["FRAME"])) or not PHOTO_ID.match(photo_id):
+    photo_id = row_photo_id(v)
+    if not all(v[c] for c in PHOTO_ID_COLUMNS) or not PHOTO_ID.match(photo_id):
         return Reject(line, photo_id or None, f"bad photo id {photo_id!r} (MISSION-ROLL-FRAME)")
     try:
         captured = _capture_time(v)
@@ -103,9 +105,9 @@ def _validate(line: int, v: dict[str, str]) -> CatalogueRow | Reject:
         if not (-90 <= nadir[0] <= 90 and -180 <= nadir[1] <= 180) or any(map(math.isnan, nadir)):
             return Reject(line, photo_id, f"nadir ({nadir[0]}, {nadir[1]}) is out of range")
     reference, flags = None, []
-    if any(v[f"{c}_LAT"] for c in CORNERS):
+    if any(v[f"{c}_LAT"] for c in CORNER_NAMES):
         try:
-            reference = [(float(v[f"{c}_LAT"]), float(v[f"{c}_LON"])) for c in CORNERS]
+            reference = row_corners(v)
             footprint_polygon(reference)
         except ValueError as exc:
             flags.append(f"catalogue corners unusable: {exc}")

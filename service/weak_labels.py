@@ -24,13 +24,14 @@ from pathlib import Path
 from shapely.geometry import Point
 
 from geo import geodesic_area_km2
+from geo.eol import CORNER_COLUMNS, CORNER_NAMES, footprint_corners
 from geo.refine import RefineParams, RefineResult, refine_candidates
+from service.localize.refine import refine_params
 from index.files import write_csv
 from index.sources import LocalXYZSource
 from index.surroundings import surrounding_image
 from index.tiles import Tile, tiles_covering
 from service.config import Settings
-from service.export import corners
 from service.ingest import CatalogueRow, ImageFinder, Reject, read_catalogue
 from service.photos import decode_rgb
 
@@ -48,7 +49,7 @@ def label_photo(settings: Settings, image_bytes: bytes, lat: float, lon: float, 
                 params: RefineParams | None = None) -> RefineResult:
     """Refine the photo against every weak-label candidate; the best accepted match wins."""
     source = LocalXYZSource(settings.resolved_tiles_dir)
-    params = replace(params or RefineParams.from_settings(settings), stop_at_inliers_factor=math.inf)
+    params = replace(params or refine_params(settings), stop_at_inliers_factor=math.inf)
     image = decode_rgb(image_bytes)
     surroundings: dict[Tile, object] = {}
     candidates = []
@@ -69,8 +70,7 @@ def label_weak(settings: Settings, catalogue: Path, out: Path, finder: ImageFind
         reader = csv.DictReader(handle)
         header = list(reader.fieldnames or [])
         raw = list(reader)
-    names = {c: (column_map or {}).get(c, c) for c in ("LL_LAT", "LL_LON", "UL_LAT", "UL_LON", "UR_LAT", "UR_LON",
-                                                         "LR_LAT", "LR_LON")}
+    names = {c: (column_map or {}).get(c, c) for c in CORNER_COLUMNS}
     columns = header + [c for c in [*names.values(), "SQ_KM_AREA", *LABEL_COLUMNS] if c not in header]
     counts = {"rows": len(raw), "labelled": 0, "not_labelled": 0, "skipped": 0}
     outcome: dict[int, dict] = {}
@@ -103,6 +103,6 @@ def _label_row(settings: Settings, row: CatalogueRow, finder: ImageFinder, names
         return {"LABEL_STATUS": "not_labelled", "LABEL_INLIERS": best, "LABEL_REASON": result.reason}
     filled = {"LABEL_STATUS": "labelled", "LABEL_INLIERS": result.best.inliers, "LABEL_REASON": "",
               "SQ_KM_AREA": round(geodesic_area_km2(result.best.footprint))}
-    for corner, (lat, lon) in zip(("LL", "UL", "UR", "LR"), corners(result.best.footprint)):
+    for corner, (lat, lon) in zip(CORNER_NAMES, footprint_corners(result.best.footprint)):
         filled[names[f"{corner}_LAT"]], filled[names[f"{corner}_LON"]] = lat, lon
     return filled

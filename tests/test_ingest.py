@@ -20,7 +20,8 @@ from sqlalchemy import func
 
 from service import crud
 from service.db import session_scope
-from service.export import corners, export
+from geo.eol import footprint_corners
+from service.export import export
 from service.ingest import ImageFinder, IngestOptions, Reject, ingest, read_catalogue
 from service.models import Job, Photo
 
@@ -174,4 +175,4 @@ def test_export_reimports(postgis_url, tmp_path, fmt):
 
         frame = geopandas.read_file(out)
         assert photo_id in set(frame["photo_id"])
-    assert corners(footprint_polygon(truth)) == [pytest.approx(c, abs=1e-6) for c in truth]
+    assert footprint_corners(footprint_polygon(truth)) == [pytest.approx(c, abs=1e-6) for c in truth]

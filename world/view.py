@@ -38,7 +38,7 @@ class ViewSpec:
     alt_km: float  # ISS altitude above the ellipsoid
     tilt_deg: float  # off-nadir angle of the optical axis
     azimuth_deg: float  # compass direction the camera leans towards
-    roll_deg: float  # rotation about the optical axis (see geo.camera)
+    roll_deg: float  # rotation about the optical axis (see world.camera)
     focal_mm: float
     width: int = 512
     height: int = 512

@@ -36,12 +36,12 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
+from geo.orbit import ISS_ALTITUDE_KM
 from index.build import DescribedTiles, TileDescriber, build_index
 from index.search import ShardedIndex, footprints_meeting, prepare_region
 from index.shards import COMPACT_FACTORIES, DEFAULT_ROTATIONS, DEFAULT_SHARD_ZOOM, tile_keys, tile_table
 from index.tiles import Tile, tile_xy_to_lonlat, tiles_at_zoom
 
-ISS_ALTITUDE_KM = 420.0
 ISS_INCLINATION_DEG = 51.64  # the sub-satellite point never leaves these latitudes
 SENTINEL2_LATITUDES = (-56.0, 84.0)  # Sentinel-2 images land between these latitudes
 WORLD_TILES = 881_000  # AstroLoc's world-wide test database
@@ -384,7 +384,7 @@ def _region_benchmark(work: Path, tiles: list[Tile], describer: TileDescriber, s
     return (
         f"### Region search\n\nDatabase: {len(tiles):,} tiles (zoom {zooms[0]}-{zooms[-1]}) x {len(rotations)} "
         f"rotations = {n_vectors:,} vectors of {dim}-d ({_describer_name(describer)}, described in "
-        f"{describe_s:.1f} s). Queries: {s.regions} ISS visibility regions (420 km altitude, mean "
+        f"{describe_s:.1f} s). Queries: {s.regions} ISS visibility regions ({ISS_ALTITUDE_KM:.0f} km altitude, mean "
         f"{area / 1e6:.1f} M km²) x {s.per_region}; batches share a region; k = {s.k} tiles (rotations "
         f"collapsed); IVF nprobe {nprobe}. Recall@{s.k}: tiles found / tiles of exact search over the "
         "same region (brute force over the footprint-filtered database).\n\n"

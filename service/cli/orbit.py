@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from geo import parse_time, parse_tles
+from geo import ISS_ALTITUDE_KM, parse_time, parse_tles
 from service import orbit
 from service.cli.common import fail, print_json
 from service.config import get_settings
@@ -75,7 +75,7 @@ def position(
 def visibility(
     time: str = typer.Option(None, help="ISO 8601 with a zone (or give --nadir)."),
     nadir: tuple[float, float] = typer.Option((None, None), help="LAT LON of the sub-satellite point."),
-    alt_km: float = typer.Option(420.0, help="Altitude with --nadir."),
+    alt_km: float = typer.Option(ISS_ALTITUDE_KM, help="Altitude with --nadir."),
     min_elevation: float = typer.Option(None, help="Minimum elevation of the ISS seen from the ground (deg)."),
     tle_file: Path = typer.Option(None, exists=True, dir_okay=False, help="TLEs to use instead of the database's."),
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from geo import parse_time
+from geo import ISS_ALTITUDE_KM, parse_time
 from service import orbit
 from service.api.deps import ApiKeyDep, SessionDep, SettingsDep
 from service.api.schemas import Message
@@ -77,7 +77,7 @@ def iss_visibility(
     time: Annotated[str | None, Query(description="ISO 8601 with a zone; or give nadir_lat/nadir_lon")] = None,
     nadir_lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     nadir_lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
-    alt_km: Annotated[float, Query(ge=100, le=2000)] = 420.0,
+    alt_km: Annotated[float, Query(ge=100, le=2000)] = ISS_ALTITUDE_KM,
     min_elevation: Annotated[float | None, Query(ge=0, lt=90)] = None,
 ) -> dict:
     """GeoJSON Feature of the ground that sees the ISS (area_km2, sub-point, the TLE used)."""
