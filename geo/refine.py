@@ -61,7 +61,10 @@ def _mercator_y(lat: float) -> float:
 
 @dataclass
 class RefineParams:
-    """Matching settings; defaults chosen with `astroloc bench localize` (docs/benchmarks.md)."""
+    """Matching settings; defaults chosen with `astroloc bench localize` (docs/benchmarks.md).
+
+    These defaults are the only copy: the service's settings (ASTROLOC_REFINE_*) default to them,
+    and service.localize.refine.refine_params builds a RefineParams from the settings."""
 
     features: str = "sift"
     iterations: int = 4  # EarthMatch's
@@ -73,14 +76,6 @@ class RefineParams:
     max_scale: float = 12.0  # the photo may be at most this much larger/smaller than in the surroundings
     min_angle_deg: float = 15.0  # quadrilateral corners sharper than this are shear, not perspective
     stop_at_inliers_factor: float = 3.0  # a candidate this far above the threshold ends the search
-
-    @classmethod
-    def from_settings(cls, settings) -> RefineParams:  # noqa: ANN001
-        return cls(
-            features=settings.refine_features, iterations=settings.refine_iterations,
-            min_inliers=settings.refine_min_inliers, max_features=settings.refine_max_features,
-            query_max_side=settings.refine_query_max_side,
-        )
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:

@@ -153,6 +153,33 @@ def latest_job_of_photo(session: Session, photo_id: str, kind: str) -> Job | Non
     )
 
 
+def add_photo(
+    session: Session,
+    photo_id: str,
+    *,
+    image_path: str,
+    image_sha256: str,
+    captured_at: datetime | None = None,
+    nadir: tuple[float, float] | None = None,
+    status: str = "queued",
+    meta: dict | None = None,
+) -> Photo:
+    """Store a photo's row (``nadir`` as (lat, lon)); IntegrityError when ``photo_id`` exists."""
+    photo = Photo(
+        photo_id=photo_id,
+        captured_at=captured_at,
+        nadir_lat=nadir[0] if nadir else None,
+        nadir_lon=nadir[1] if nadir else None,
+        image_path=image_path,
+        image_sha256=image_sha256,
+        status=status,
+        meta=meta or {},
+    )
+    session.add(photo)
+    session.flush()
+    return photo
+
+
 def set_photo_status(session: Session, photo_id: str, status: str) -> None:
     photo = get_photo(session, photo_id)
     if photo is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from sqlalchemy import text
 
-from service import crud
+from service import crud, jobs
 from service.config import Settings
 from service.db import current_revision, get_engine, session_scope
 
@@ -28,3 +30,13 @@ def model_store_health(settings: Settings) -> dict:
     except Exception as exc:
         return {"ok": False, "path": str(root), "error": str(exc).splitlines()[0]}
     return {"ok": True, "path": str(root), "active": active}
+
+
+def service_health(settings: Settings) -> dict:
+    """Database, queue and model store; ``status`` is ``degraded`` when one of them is not usable."""
+    database = database_health(settings)
+    queue = jobs.get_job_queue(settings).describe()
+    store = model_store_health(settings)
+    ok = database["ok"] and queue["ok"] and store["ok"]
+    return {"status": "ok" if ok else "degraded", "version": version("astroloc"), "database": database,
+            "queue": queue, "model_store": store}

@@ -139,3 +139,15 @@ def test_one_active_model_version_per_kind(db_url):
         for version in crud.list_model_versions(session, "retrieval-test"):
             version.active = True
         session.flush()
+
+
+def test_a_photo_row_is_stored_through_crud_once(db_url):
+    from sqlalchemy.exc import IntegrityError
+
+    with session_scope(db_url) as session:
+        photo = crud.add_photo(session, "ISS-CRUD-1", image_path="/p.jpg", image_sha256="ab" * 32,
+                               nadir=(12.5, -40.25), meta={"format": "JPEG"})
+        session.commit()
+        assert (photo.nadir_lat, photo.nadir_lon, photo.status) == (12.5, -40.25, "queued")
+    with pytest.raises(IntegrityError), session_scope(db_url) as session:
+        crud.add_photo(session, "ISS-CRUD-1", image_path="/q.jpg", image_sha256="cd" * 32)

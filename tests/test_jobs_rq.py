@@ -14,7 +14,7 @@ import pytest
 from service import crud
 from service.config import Settings
 from service.db import session_scope
-from worker.queue import enqueue
+from service.jobs import SelftestParams, enqueue
 
 ASTROLOC = str(Path(sys.executable).parent / "astroloc")
 
@@ -77,7 +77,7 @@ def _wait_for(settings: Settings, job_id: str, predicate, timeout_s: float = 60.
 def test_job_runs_on_a_real_worker(rq_settings, tmp_path):
     worker = _start_worker(rq_settings, tmp_path / "worker.log")
     try:
-        job_id = enqueue(rq_settings, "selftest", {"seconds": 0.6, "steps": 3})
+        job_id = enqueue(rq_settings, "selftest", SelftestParams(seconds=0.6, steps=3))
         job = _wait_for(rq_settings, job_id, lambda j: j.status in ("finished", "failed"))
     finally:
         _stop(worker)
@@ -89,7 +89,7 @@ def test_job_runs_on_a_real_worker(rq_settings, tmp_path):
 def test_killed_worker_job_is_retried(rq_settings, tmp_path):
     log = tmp_path / "worker.log"
     worker = _start_worker(rq_settings, log)
-    job_id = enqueue(rq_settings, "selftest", {"seconds": 30, "steps": 60})
+    job_id = enqueue(rq_settings, "selftest", SelftestParams(seconds=30, steps=60))
     try:
         _wait_for(rq_settings, job_id, lambda j: j.status == "started" and j.progress > 0)
     finally:
@@ -110,7 +110,7 @@ def test_killed_worker_job_fails_when_attempts_run_out(rq_settings, tmp_path):
     settings = rq_settings.model_copy(update={"job_max_attempts": 1})
     log = tmp_path / "worker.log"
     worker = _start_worker(settings, log)
-    job_id = enqueue(settings, "selftest", {"seconds": 30, "steps": 60})
+    job_id = enqueue(settings, "selftest", SelftestParams(seconds=30, steps=60))
     try:
         _wait_for(settings, job_id, lambda j: j.status == "started" and j.progress > 0)
     finally:

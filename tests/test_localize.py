@@ -197,3 +197,18 @@ def test_photo_is_localized_end_to_end_and_found_by_a_spatial_query(rq_worker):
         stored = crud.latest_footprint(session, photo.photo_id)
         assert stored is not None and stored.job_id == job["id"] and stored.method.startswith("earthmatch")
         assert crud.get_photo(session, photo.photo_id).status == "localized"
+
+
+def test_the_job_contract_is_typed():
+    from pydantic import ValidationError
+
+    from service.localize.contracts import LocalizeJobParams
+
+    params = LocalizeJobParams.model_validate({
+        "photo_id": "P1", "image_path": "/p.jpg",
+        "candidates": [{"tile": "5/17/11", "zoom": 5, "rotation": 90, "score": 0.8}],
+    })
+    assert params.candidates[0].rotation == 90 and params.refine is True
+    with pytest.raises(ValidationError, match="tile"):
+        LocalizeJobParams.model_validate({"photo_id": "P1", "image_path": "/p.jpg",
+                                          "candidates": [{"zoom": 5, "rotation": 90, "score": 0.8}]})

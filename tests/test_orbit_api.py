@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.db import session_scope
-from service.search_region import search_region
+from service.localize.region import search_region
 
 SAMPLE = resources.files("geo.data").joinpath("iss_sample.tle").read_text()
 EPOCH_2008 = "2008-09-20T12:25:40Z"  # first element set of the sample: day 264.51782528 of 2008

@@ -25,7 +25,7 @@ from geo.refine import (
     match_rotations,
     project,
 )
-from index.sources import BlueMarbleTileSource
+from world.bluemarble import BlueMarbleTileSource
 from index.surroundings import surrounding_image
 from index.tiles import Tile, tile_bounds
 from service.cli import app
@@ -179,3 +179,12 @@ def test_weak_labels_become_full_footprints(localize_world, tmp_path, monkeypatc
         else:
             assert row["LABEL_STATUS"] == "not_labelled" and row["LABEL_REASON"] and not row["LL_LAT"]
     assert len(ious) >= 2 and min(ious) >= 0.5, ious
+
+
+def test_the_service_settings_default_to_the_refinement_defaults():
+    from service.config import Settings
+    from service.localize.refine import refine_params
+
+    assert refine_params(Settings()) == RefineParams()  # one copy of each default: geo.refine's
+    tuned = refine_params(Settings(refine_min_inliers=25, refine_features="orb"))
+    assert (tuned.min_inliers, tuned.features) == (25, "orb")

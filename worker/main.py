@@ -1,4 +1,4 @@
-"""The ``astroloc worker`` process: an RQ worker plus a periodic recovery pass."""
+"""The ``astroloc worker`` process (run by name, service.jobs.WORKER_MAIN): an RQ worker plus a periodic recovery pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import threading
 
 from service.config import Settings
-from worker.queue import QUEUES, RQJobQueue
+from service.jobs import QUEUES, RQJobQueue
 
 log = logging.getLogger(__name__)
 

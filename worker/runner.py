@@ -1,9 +1,8 @@
-"""Running one job, keeping it alive, and recovering jobs whose worker died.
+"""Running one job: claim its row, keep it alive with heartbeats, run its handler, store the outcome.
 
-Every job is a row in ``jobs``; the queue (RQ or the inline thread pool) only carries its id. A
-running job sends heartbeats; a started job that stays silent longer than ``job_stale_after_s`` was
-lost with its worker (killed, out of memory, machine gone) and is retried, up to ``max_attempts``
-runs, or marked failed with the reason.
+``run_job`` is what the queues run by name (service.jobs.JOB_RUNNER): the RQ worker process, or a
+thread of the API in inline mode. Retrying jobs whose worker died is the submit side's
+(service.jobs.recover_abandoned_jobs).
 """
 
 from __future__ import annotations
@@ -13,13 +12,12 @@ import os
 import socket
 import threading
 import traceback
-from datetime import timedelta
 
 from service import crud
 from service.config import Settings, get_settings
 from service.db import session_scope
-from service.models import utcnow
-from worker.tasks import JOB_HANDLERS, JobContext
+from service.jobs import JobContext
+from worker.handlers import HANDLERS
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +53,7 @@ class Heartbeat:
 
 
 def run_job(job_id: str, settings: Settings | None = None) -> str:
-    """Claim the job, run its handler, store the result or the error. Returns the final status.
-
-    This is the function the RQ worker executes (by name) and the inline pool calls directly.
-    """
+    """Claim the job, run its handler, store the result or the error. Returns the final status."""
     settings = settings or get_settings()
     url = settings.resolved_database_url
     with session_scope(url) as session:
@@ -67,7 +62,7 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
             return "skipped"  # finished, failed or claimed by someone else already
         kind, params = job.kind, dict(job.params or {})
 
-    handler = JOB_HANDLERS.get(kind)
+    handler = HANDLERS.get(kind)
     if handler is None:
         with session_scope(url) as session:
             crud.fail_job(session, job_id, f"no handler for job kind {kind!r}")
@@ -85,26 +80,3 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
     with session_scope(url) as session:
         crud.finish_job(session, job_id, result)
     return "finished"
-
-
-def recover_abandoned_jobs(settings: Settings, submit) -> dict[str, list[str]]:  # noqa: ANN001
-    """Retry or fail the started jobs whose heartbeat stopped; ``submit(job)`` re-queues one."""
-    cutoff = utcnow() - timedelta(seconds=settings.job_stale_after_s)
-    outcome: dict[str, list[str]] = {"retried": [], "failed": []}
-    with session_scope(settings.resolved_database_url) as session:
-        for job in crud.abandoned_jobs(session, cutoff):
-            lost = (
-                f"attempt {job.attempts}/{job.max_attempts} lost: worker {job.worker} stopped "
-                f"responding (last heartbeat {job.heartbeat_at:%Y-%m-%dT%H:%M:%SZ})"
-            )
-            if job.attempts >= job.max_attempts:
-                crud.fail_job(session, job.id, f"{lost}; no attempts left")
-                outcome["failed"].append(job.id)
-            else:
-                crud.requeue_job(session, job.id, f"{lost}; retrying")
-                submit(job)
-                outcome["retried"].append(job.id)
-    for status, ids in outcome.items():
-        for job_id in ids:
-            log.warning("abandoned job %s %s", job_id, status)
-    return outcome

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
 from fastapi import Depends, Header, HTTPException, Request, UploadFile
 from sqlalchemy.orm import Session
 
@@ -49,6 +50,7 @@ class ImageUpload:
     width: int
     height: int
     filename: str | None
+    rgb: np.ndarray  # the one decode of the photo, reused by retrieval
 
 
 async def read_image_upload(upload: UploadFile, settings: Settings) -> ImageUpload:
@@ -64,7 +66,7 @@ async def read_image_upload(upload: UploadFile, settings: Settings) -> ImageUplo
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"image larger than {settings.max_upload_bytes} bytes")
     try:
-        image_format, width, height = check_image(data, settings.max_image_pixels)
+        checked = check_image(data, settings.max_image_pixels)
     except ImageRejected as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    return ImageUpload(data, image_format, width, height, upload.filename)
+    return ImageUpload(data, checked.format, checked.width, checked.height, upload.filename, checked.rgb)

@@ -9,10 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api.routes import health, jobs, localize, models, orbit, photos, starid, train
+from service.api.routes import health, jobs, localize, maps, models, orbit, photos, starid, train, webapp
+from service.jobs import recover_jobs
 from service.config import Settings, get_settings
 from service.db import upgrade_database
-from worker.queue import get_job_queue
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     async def lifespan(app: FastAPI):  # noqa: ANN202
         if migrate:
             upgrade_database(settings.resolved_database_url)
-        outcome = get_job_queue(settings).recover()
+        outcome = recover_jobs(settings)
         if any(outcome.values()):
             log.warning("recovered jobs at start-up: %s", outcome)
         yield
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         # Algorithms signal bad input with ValueError: the client's fault, with the reason.
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    for module in (health, jobs, localize, orbit, starid, photos, models, train):
+    for module in (health, jobs, localize, orbit, starid, photos, models, train, maps, webapp):
         app.include_router(module.router)
+    webapp.mount_assets(app)  # the web app's bundled JS/CSS at /static
     return app

@@ -31,11 +31,6 @@ class JobCreated(BaseModel):
     status_url: str
 
 
-class SelftestIn(BaseModel):
-    seconds: float = Field(1.0, ge=0, le=600)
-    steps: int = Field(5, ge=1, le=1000)
-
-
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     version: str

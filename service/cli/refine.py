@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from geo.refine import GeoImage, RefineParams, match_rotations
+from service.localize.refine import refine_params
 from service.cli.common import fail, print_json, read_image
 from service.config import get_settings
 
@@ -38,7 +39,7 @@ def refine(
         west, south, east, north = bounds
         if not (south < north and west < east and -90 < south and north < 90 and east - west <= 360):
             fail(f"--bounds must be W S E N with W < E, S < N inside the globe, got {bounds}")
-    params = RefineParams.from_settings(settings)
+    params = refine_params(settings)
     if min_inliers is not None:
         if min_inliers < 4:
             fail("--min-inliers must be at least 4 (a homography needs 4 matches)")

@@ -1,4 +1,4 @@
-"""Long-running processes: the API server and the workers."""
+"""Long-running processes: `astroloc serve` (the API) and `astroloc worker` (RQ workers, worker/ by name)."""
 
 from __future__ import annotations
 
@@ -32,12 +32,13 @@ def worker(
     burst: bool = typer.Option(False, help="Exit when the queues are empty."),
 ) -> None:
     """Run an RQ worker (needs ASTROLOC_QUEUE_MODE=rq and Redis). The trainer uses --queues train."""
-    from worker.main import run_worker
+    from service.jobs import WORKER_MAIN, resolve
 
     settings = get_settings()
     if settings.queue_mode != "rq":
         fail("`astroloc worker` serves queue_mode=rq; set ASTROLOC_QUEUE_MODE=rq")
     try:
-        run_worker(settings, [q.strip() for q in queues.split(",") if q.strip()], burst=burst)
+        # worker/ imports service/, never the reverse: the worker process is known here by name.
+        resolve(WORKER_MAIN)(settings, [q.strip() for q in queues.split(",") if q.strip()], burst=burst)
     except ValueError as exc:
         fail(str(exc))

@@ -1,4 +1,4 @@
-"""`astroloc train --config FILE`: queue a training run (or run it here with --inline)."""
+"""`astroloc train --config FILE`: queue a training run, or train and publish here with --inline (service.training)."""
 
 from __future__ import annotations
 
@@ -29,22 +29,19 @@ def train(
         checked = TrainConfig.from_dict(params)
     except (json.JSONDecodeError, ValueError, TypeError) as exc:
         fail(f"{config}: {exc}")
-    if not inline:
-        from service.db import upgrade_database
-        from worker.queue import enqueue
-
-        upgrade_database(settings.resolved_database_url)
-        job_id = enqueue(settings, "train", params, queue="train")
-        print_json({"job_id": job_id, "queue": "train", "follow": f"GET /jobs/{job_id}"})
-        return
-    from model.training import train as run_training
-    from service import artifacts
     from service.db import upgrade_database
 
-    work = out or settings.data_dir / "train" / checked.name
-    metrics = run_training(checked, work, progress=lambda f, e: typer.echo(json.dumps({"progress": round(f, 3), **e})))
     upgrade_database(settings.resolved_database_url)
-    version = artifacts.publish(settings, work / "model.pt", name=checked.name, kind="retrieval",
-                                architecture=checked.arch, metrics=metrics, config={"training": params},
-                                activate=checked.activate)
-    print_json({"model_version": version.id, "model": str(work / "model.pt"), "metrics": metrics})
+    if not inline:
+        from service.jobs import enqueue
+
+        job_id = enqueue(settings, "train", checked, queue="train")
+        print_json({"job_id": job_id, "queue": "train", "follow": f"GET /jobs/{job_id}"})
+        return
+    from service.training import train_and_publish
+
+    work = out or settings.data_dir / "train" / checked.name
+    published = train_and_publish(settings, checked, work,
+                                  progress=lambda f, e: typer.echo(json.dumps({"progress": round(f, 3), **e})))
+    print_json({"model_version": published.model_version, "model": str(published.model_path),
+                "metrics": published.metrics})

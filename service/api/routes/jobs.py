@@ -1,11 +1,13 @@
+"""GET /jobs/{id} and POST /jobs/selftest: job status, and a job that checks the workers."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, status
 
 from service import crud
 from service.api.deps import ApiKeyDep, SessionDep, SettingsDep
-from service.api.schemas import JobCreated, JobOut, Message, SelftestIn
-from worker.queue import enqueue
+from service.api.schemas import JobCreated, JobOut, Message
+from service.jobs import SelftestParams, enqueue
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -25,7 +27,7 @@ def get_job(job_id: str, session: SessionDep) -> JobOut:
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[ApiKeyDep],
 )
-def create_selftest_job(body: SelftestIn, request: Request, settings: SettingsDep) -> JobCreated:
+def create_selftest_job(body: SelftestParams, request: Request, settings: SettingsDep) -> JobCreated:
     """Queue a job that only sleeps and reports progress: checks that workers consume jobs."""
-    job_id = enqueue(settings, "selftest", body.model_dump())
+    job_id = enqueue(settings, "selftest", body)
     return JobCreated(job_id=job_id, status_url=str(request.url_for("get_job", job_id=job_id)))

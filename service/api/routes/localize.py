@@ -1,3 +1,5 @@
+"""POST /localize: search region and retrieval now, refinement as a job (service.localize.submit)."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -7,8 +9,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ApiKeyDep, SettingsDep, read_image_upload
 from service.api.schemas import LocalizeForm, Message
-from service.localize import LocalizeRequest, PhotoConflict, parse_reference_footprint, submit_localization
-from service.retrieval import RetrievalUnavailable
+from service.localize.retrieval import RetrievalUnavailable
+from service.localize.submit import LocalizeRequest, PhotoConflict, parse_reference_footprint, submit_localization
 
 router = APIRouter(tags=["localization"])
 
@@ -40,6 +42,7 @@ async def localize(
     localize_request = LocalizeRequest(
         image_data=upload.data,
         image_format=upload.format,
+        image_rgb=upload.rgb,
         timestamp=form.timestamp,
         nadir=(form.nadir_lat, form.nadir_lon) if form.nadir_lat is not None else None,
         photo_id=form.photo_id,

@@ -1,3 +1,5 @@
+"""GET /models: the versions in the model store."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,5 @@
+"""POST /star-id: lost-in-space star identification (service.star_catalog)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import ApiKeyDep, SettingsDep
 from service.api.schemas import JobCreated, Message
-from worker.queue import enqueue
+from service.jobs import enqueue
 
 router = APIRouter(tags=["training"])
 
@@ -19,6 +19,5 @@ def start_training(config: dict, request: Request, settings: SettingsDep) -> Job
     losses, validation recall) shows in GET /jobs/{id}; the model is published to the store."""
     from model.training import TrainConfig  # torch loads on first use, not at API start
 
-    TrainConfig.from_dict(config)  # ValueError -> 422 with the reason
-    job_id = enqueue(settings, "train", config, queue="train")
+    job_id = enqueue(settings, "train", TrainConfig.from_dict(config), queue="train")  # ValueError -> 422
     return JobCreated(job_id=job_id, status_url=str(request.url_for("get_job", job_id=job_id)))

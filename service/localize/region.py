@@ -16,7 +16,7 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy.orm import Session
 
-from geo import locate_iss, visibility_area_km2, visibility_region
+from geo import ISS_ALTITUDE_KM, locate_iss, visibility_area_km2, visibility_region
 from service.config import Settings
 from service.orbit import stored_tles
 
@@ -49,7 +49,7 @@ def search_region(
     timestamp: datetime | None,
     nadir: tuple[float, float] | None,
     mode: str = "auto",
-    alt_km: float = 420.0,
+    alt_km: float = ISS_ALTITUDE_KM,
 ) -> SearchRegion:
     """The region to search for a photo (see the module docstring); ValueError when ``mode`` is
     ``visibility`` and no region can be had, or the inputs are out of range."""

@@ -1,34 +1,36 @@
-"""POST /localize behind the route: region, retrieval, storage and the refinement job.
+"""POST /localize behind the route: checks, search region, retrieval, the photo stored, the job queued.
 
 The synchronous part answers within a second or two: it decides where to search (the ISS
 visibility region, or worldwide and why), retrieves the top-k tiles, stores the photo and queues
-the refinement job (worker/localize.py). Everything that can reject the request runs before
-anything is stored, so a refused request leaves no trace.
+the refinement job (worker/localize.py, contract in service/localize/contracts.py). Everything
+that can reject the request runs before anything is stored, so a refused request leaves no trace.
+The photo arrives decoded (the upload check's one decode) and is hashed once here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy.exc import IntegrityError
 
 from geo import footprint_polygon
-from service import crud
+from service import crud, jobs
 from service.config import Settings
 from service.db import session_scope
-from service.models import Job, Photo
-from service.photos import decode_rgb, store_image
-from service.retrieval import get_engine
-from service.search_region import search_region
-from worker.queue import submit_job
+from service.localize.contracts import Candidate, LocalizeJobParams
+from service.localize.region import search_region
+from service.localize.retrieval import get_engine
+from service.models import Job
+from service.photos import image_sha256, store_image
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class LocalizeRequest:
 
     image_data: bytes
     image_format: str  # JPEG | PNG | TIFF
+    image_rgb: np.ndarray  # the decoded photo (service.photos.check_image)
     timestamp: datetime | None = None
     nadir: tuple[float, float] | None = None  # (lat, lon)
     photo_id: str | None = None
@@ -82,13 +85,14 @@ def parse_reference_footprint(text: str | None) -> BaseGeometry | None:
     raise ValueError("reference_footprint must be a GeoJSON Polygon or four [lon, lat] corners")
 
 
-def submit_localization(settings: Settings, request: LocalizeRequest, status_url) -> LocalizeAnswer:  # noqa: ANN001
+def submit_localization(settings: Settings, request: LocalizeRequest,
+                        status_url: Callable[[str], str]) -> LocalizeAnswer:
     """Run the synchronous part of a localization and queue its refinement.
 
     ``status_url(job_id)`` builds the job's URL. Raises ValueError (bad input, 422),
-    PhotoConflict (409) or service.retrieval.RetrievalUnavailable (503).
+    PhotoConflict (409) or service.localize.retrieval.RetrievalUnavailable (503).
     """
-    sha = hashlib.sha256(request.image_data).hexdigest()
+    sha = image_sha256(request.image_data)
     photo_id = request.photo_id or f"PHOTO-{uuid.uuid4().hex[:12].upper()}"
 
     with session_scope(settings.resolved_database_url) as session:
@@ -108,48 +112,35 @@ def submit_localization(settings: Settings, request: LocalizeRequest, status_url
 
     engine = get_engine(settings)
     started = time.perf_counter()
-    image = decode_rgb(request.image_data)
-    result = engine.search(image, region.region, k=request.top_k)
+    result = engine.search(request.image_rgb, region.region, k=request.top_k)
     retrieval_s = round(time.perf_counter() - started, 4)
-    candidates = [hit.to_dict() for hit in result.hits]
     search = region.to_dict() | {"retrieval_reason": result.reason, "shards_searched": result.shards_searched,
                                  "retrieval_s": retrieval_s}
 
     # Stored only now that everything that can refuse the request has run.
-    _sha, path = store_image(settings.data_dir, request.image_data, request.image_format)
-    params = {
-        "photo_id": photo_id,
-        "image_path": str(path),
-        "candidates": [{k: c[k] for k in ("tile", "zoom", "rotation", "score")} for c in candidates],
-        "refine": request.refine,
-        "model_version": engine.model_ref.index_key,
-        "retrieval_s": retrieval_s,
-        "reference": mapping(request.reference_footprint) if request.reference_footprint else None,
-    }
+    path = store_image(settings.data_dir, request.image_data, request.image_format, sha)
+    params = LocalizeJobParams(
+        photo_id=photo_id,
+        image_path=str(path),
+        candidates=[Candidate.of_hit(hit) for hit in result.hits],
+        refine=request.refine,
+        model_version=engine.model_ref.index_key,
+        retrieval_s=retrieval_s,
+        reference=mapping(request.reference_footprint) if request.reference_footprint else None,
+    )
     try:
         with session_scope(settings.resolved_database_url) as session:
             if existing is None:
-                session.add(
-                    Photo(
-                        photo_id=photo_id,
-                        captured_at=request.timestamp,
-                        nadir_lat=request.nadir[0] if request.nadir else None,
-                        nadir_lon=request.nadir[1] if request.nadir else None,
-                        image_path=str(path),
-                        image_sha256=sha,
-                        status="queued",
-                        meta={"format": request.image_format, "search": search["mode"]},
-                    )
+                crud.add_photo(
+                    session, photo_id, image_path=str(path), image_sha256=sha, captured_at=request.timestamp,
+                    nadir=request.nadir, status="queued",
+                    meta={"format": request.image_format, "search": search["mode"]},
                 )
-                session.flush()
                 if request.reference_footprint is not None:
-                    crud.add_footprint(session, photo_id, request.reference_footprint, method="catalogue")
-            job = crud.create_job(
-                session, "localize", params, queue="localize",
-                max_attempts=settings.job_max_attempts, photo_id=photo_id,
-            )
+                    crud.add_footprint(session, photo_id, request.reference_footprint, method=crud.REFERENCE_METHOD)
+            job = jobs.create_job(session, settings, "localize", params, queue="localize", photo_id=photo_id)
             session.commit()
-            submit_job(settings, job)
+            jobs.submit_job(settings, job)
             job_id = job.id
     except IntegrityError:
         # Two identical requests raced: the other one stored the photo first.
@@ -162,13 +153,13 @@ def submit_localization(settings: Settings, request: LocalizeRequest, status_url
             "status_url": status_url(job_id),
             "duplicate": False,
             "search": search,
-            "candidates": candidates,
+            "candidates": [hit.to_dict() for hit in result.hits],
         },
         created=True,
     )
 
 
-def _duplicate_body(job: Job, photo_id: str, status_url) -> dict:  # noqa: ANN001
+def _duplicate_body(job: Job, photo_id: str, status_url: Callable[[str], str]) -> dict:
     params = job.params or {}
     return {
         "job_id": job.id,

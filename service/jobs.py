@@ -1,0 +1,244 @@
+"""Jobs, submit side: queue modes (inline thread pool / RQ), enqueue, recovery, progress reporting.
+
+Every job is a row in ``jobs``; a queue only carries its id. The code that runs a job lives in
+worker/ and is known here only by its dotted name (:data:`JOB_RUNNER`), which the RQ worker imports
+and the inline pool resolves the same way: service/ never imports worker/. A started job that stays
+silent longer than ``job_stale_after_s`` was lost with its worker (killed, out of memory, machine
+gone) and :func:`recover_abandoned_jobs` retries it, up to ``max_attempts`` runs, or fails it with
+the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from service import crud
+from service.config import Settings
+from service.db import session_scope
+from service.models import Job, utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("default", "localize", "train")
+# What a queue runs for a job id, by name (RQ imports it in the worker process).
+JOB_RUNNER = "worker.runner.run_job"
+# The `astroloc worker` process, by name for the same reason.
+WORKER_MAIN = "worker.main.run_worker"
+
+
+def resolve(dotted_name: str) -> Callable[..., Any]:
+    """The function a dotted name ``package.module.function`` names (as RQ resolves job functions)."""
+    module_name, _, attribute = dotted_name.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+# --- typed params of the jobs defined next to the queue ------------------------------------------
+
+
+class SelftestParams(BaseModel):
+    """Params of a ``selftest`` job (POST /jobs/selftest): sleep ``seconds`` in ``steps``."""
+
+    seconds: float = Field(1.0, ge=0, le=600)
+    steps: int = Field(5, ge=1, le=1000)
+
+
+def params_json(params: BaseModel | dict | Any) -> dict:
+    """A job's typed params (pydantic model or dataclass) as the JSON stored in ``jobs.params``."""
+    if isinstance(params, BaseModel):
+        return params.model_dump(mode="json")
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return dataclasses.asdict(params)
+    return dict(params)
+
+
+# --- progress -----------------------------------------------------------------------------------
+
+
+@dataclass
+class JobContext:
+    """Handed to a job handler: which job it runs, the settings, and how to report progress."""
+
+    job_id: str
+    settings: Settings
+    detail: dict = field(default_factory=dict)
+
+    def progress(self, fraction: float, **detail: object) -> None:
+        """Record progress (0..1) and optional structured detail, visible in GET /jobs/{id}."""
+        self.detail.update(detail)
+        with session_scope(self.settings.resolved_database_url) as session:
+            crud.record_progress(session, self.job_id, fraction, dict(self.detail) or None)
+
+
+# --- queues -------------------------------------------------------------------------------------
+
+
+class JobQueue(Protocol):
+    def submit(self, job: Job) -> None: ...
+
+    def recover(self) -> dict[str, list[str]]: ...
+
+    def describe(self) -> dict: ...
+
+
+class InlineJobQueue:
+    """Runs jobs in threads of the current process (``queue_mode=inline``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(settings.inline_workers, thread_name_prefix="job")
+
+    def submit(self, job: Job) -> None:
+        future = self._pool.submit(resolve(JOB_RUNNER), job.id, self.settings)
+        future.add_done_callback(_log_crash)
+
+    def recover(self) -> dict[str, list[str]]:
+        """At start-up nothing of a previous process runs: re-submit its queued jobs too."""
+        outcome = recover_abandoned_jobs(self.settings, self.submit)
+        with session_scope(self.settings.resolved_database_url) as session:
+            for job in crud.queued_jobs(session):
+                self.submit(job)
+        return outcome
+
+    def describe(self) -> dict:
+        return {"mode": "inline", "ok": True, "threads": self.settings.inline_workers}
+
+
+class RQJobQueue:
+    """Hands job ids to RQ workers (``astroloc worker``) through Redis (``queue_mode=rq``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from redis import Redis
+
+        self.settings = settings
+        self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+
+    def _queue(self, name: str):  # noqa: ANN202
+        from rq import Queue
+
+        return Queue(name, connection=self.redis)
+
+    def submit(self, job: Job) -> None:
+        # One RQ job per attempt: RQ keeps the dead attempt's bookkeeping, ours stays in `jobs`.
+        self._queue(job.queue).enqueue(
+            JOB_RUNNER,
+            job.id,
+            job_id=f"{job.id}-{job.attempts + 1}",
+            job_timeout=self.settings.job_timeout_s,
+            result_ttl=3600,
+            failure_ttl=24 * 3600,
+        )
+
+    def recover(self) -> dict[str, list[str]]:
+        from rq.job import Job as RQJob
+
+        outcome = recover_abandoned_jobs(self.settings, self.submit)
+        # A Redis restart loses what was queued: put back the queued jobs RQ no longer knows.
+        with session_scope(self.settings.resolved_database_url) as session:
+            for job in crud.queued_jobs(session):
+                if not RQJob.exists(f"{job.id}-{job.attempts + 1}", connection=self.redis):
+                    self.submit(job)
+                    outcome.setdefault("resubmitted", []).append(job.id)
+        return outcome
+
+    def describe(self) -> dict:
+        try:
+            self.redis.ping()
+        except Exception as exc:  # reported by /health, not raised
+            return {"mode": "rq", "ok": False, "error": str(exc)}
+        from rq import Worker
+
+        return {
+            "mode": "rq",
+            "ok": True,
+            "queued": {name: len(self._queue(name)) for name in QUEUES},
+            "workers": len(Worker.all(connection=self.redis)),
+        }
+
+
+def _log_crash(future) -> None:  # noqa: ANN001
+    if future.exception() is not None:
+        log.error("inline job runner crashed", exc_info=future.exception())
+
+
+_queues: dict[int, JobQueue] = {}
+_lock = threading.Lock()
+
+
+def get_job_queue(settings: Settings) -> JobQueue:
+    """The process-wide queue for these settings (one thread pool / Redis client each)."""
+    with _lock:
+        queue = _queues.get(id(settings))
+        if queue is None:
+            queue = RQJobQueue(settings) if settings.queue_mode == "rq" else InlineJobQueue(settings)
+            _queues[id(settings)] = queue
+        return queue
+
+
+# --- submitting ---------------------------------------------------------------------------------
+
+
+def create_job(session: Session, settings: Settings, kind: str, params: BaseModel | dict | Any, *,
+               queue: str = "default", photo_id: str | None = None) -> Job:
+    """Add the job row in ``session`` (committed by the caller, then :func:`submit_job`)."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; expected one of {QUEUES}")
+    return crud.create_job(session, kind, params_json(params), queue=queue,
+                           max_attempts=settings.job_max_attempts, photo_id=photo_id)
+
+
+def enqueue(settings: Settings, kind: str, params: BaseModel | dict | Any, *, queue: str = "default",
+            photo_id: str | None = None) -> str:
+    """Create the job row and hand it to the queue; returns the job id."""
+    with session_scope(settings.resolved_database_url) as session:
+        job = create_job(session, settings, kind, params, queue=queue, photo_id=photo_id)
+        session.commit()
+        submit_job(settings, job)
+        return job.id
+
+
+def submit_job(settings: Settings, job: Job) -> None:
+    """Hand a committed job row to the queue; if the queue is down the row stays 'queued'."""
+    try:
+        get_job_queue(settings).submit(job)
+    except Exception as exc:
+        # The next recovery pass (worker start, periodic) submits it.
+        log.error("job %s stored but not submitted (queue unavailable): %s", job.id, exc)
+
+
+def recover_jobs(settings: Settings) -> dict[str, list[str]]:
+    """One recovery pass of this process's queue (API start-up, worker start, periodically)."""
+    return get_job_queue(settings).recover()
+
+
+def recover_abandoned_jobs(settings: Settings, submit: Callable[[Job], None]) -> dict[str, list[str]]:
+    """Retry or fail the started jobs whose heartbeat stopped; ``submit(job)`` re-queues one."""
+    cutoff = utcnow() - timedelta(seconds=settings.job_stale_after_s)
+    outcome: dict[str, list[str]] = {"retried": [], "failed": []}
+    with session_scope(settings.resolved_database_url) as session:
+        for job in crud.abandoned_jobs(session, cutoff):
+            lost = (
+                f"attempt {job.attempts}/{job.max_attempts} lost: worker {job.worker} stopped "
+                f"responding (last heartbeat {job.heartbeat_at:%Y-%m-%dT%H:%M:%SZ})"
+            )
+            if job.attempts >= job.max_attempts:
+                crud.fail_job(session, job.id, f"{lost}; no attempts left")
+                outcome["failed"].append(job.id)
+            else:
+                crud.requeue_job(session, job.id, f"{lost}; retrying")
+                submit(job)
+                outcome["retried"].append(job.id)
+    for status, ids in outcome.items():
+        for job_id in ids:
+            log.warning("abandoned job %s %s", job_id, status)
+    return outcome

@@ -1,0 +1,87 @@
+"""The refinement stage of localization: candidate tiles -> EarthMatch -> the best accepted match.
+
+Shared by the refinement job (worker/localize.py -> :func:`refine_job`) and `astroloc bench
+localize` (:func:`refine_photo`), so that the benchmark measures exactly what the service runs.
+:func:`refine_params` is the one place where the settings become geo.refine.RefineParams.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from geo.refine import Match, RefineParams, RefineResult, refine_candidates
+from index.sources import LocalXYZSource
+from index.surroundings import surrounding_image
+from index.tiles import Tile
+from service.config import Settings
+from service.localize.contracts import Candidate, LocalizeJobParams, TriedCandidate
+from service.photos import read_rgb
+
+
+def refine_params(settings: Settings) -> RefineParams:
+    """The matching settings of the service (ASTROLOC_REFINE_*); the rest keep RefineParams' defaults."""
+    return RefineParams(
+        features=settings.refine_features, iterations=settings.refine_iterations,
+        min_inliers=settings.refine_min_inliers, max_features=settings.refine_max_features,
+        query_max_side=settings.refine_query_max_side,
+    )
+
+
+def refine_photo(
+    settings: Settings,
+    image: np.ndarray,
+    candidates: Sequence[Candidate],
+    on_progress: Callable[[int, int, Match], None] | None = None,
+    params: RefineParams | None = None,
+) -> RefineResult:
+    """Match the photo against each candidate's 3x3 tile neighbourhood (rotated as retrieval
+    says) and keep the best accepted match."""
+    source = LocalXYZSource(settings.resolved_tiles_dir)
+    lazy = ((surrounding_image(source, Tile.parse(c.tile)), int(c.rotation)) for c in candidates)
+    return refine_candidates(image, lazy, params or refine_params(settings), on_progress=on_progress)
+
+
+def confidence_of(match: Match, params: RefineParams) -> float:
+    """A 0..1 score from the inlier count: 0.5 at the acceptance threshold, rising toward 1."""
+    return round(match.inliers / (match.inliers + params.min_inliers), 4)
+
+
+@dataclass
+class Refinement:
+    """What the refinement job did for one photo (turned into its answer by service.localize.result)."""
+
+    params: LocalizeJobParams
+    refine_params: RefineParams
+    candidates: list[Candidate]  # those tried, at most localize_max_candidates
+    started: float  # time.perf_counter() when the job began
+    result: RefineResult | None = None  # None: nothing was matched (refine=false, or no candidate)
+    tried: list[TriedCandidate] = field(default_factory=list)
+
+    def runtime_s(self) -> float:
+        return round(time.perf_counter() - self.started, 3)
+
+
+def refine_job(settings: Settings, params: LocalizeJobParams,
+               progress: Callable[..., None] | None = None) -> Refinement:
+    """Refine the job's candidates against its stored photo; ``progress(fraction, **detail)``
+    hears of each candidate tried (the job's GET /jobs/{id} detail)."""
+    refinement = Refinement(params, refine_params(settings), params.candidates[: settings.localize_max_candidates],
+                            started=time.perf_counter())
+    if not params.refine or not refinement.candidates:
+        return refinement
+
+    def on_progress(i: int, n: int, match: Match) -> None:
+        refinement.tried.append(TriedCandidate(tile=refinement.candidates[i].tile, rotation=match.rotation,
+                                               inliers=match.inliers, accepted=match.accepted, reason=match.reason))
+        if progress is not None:
+            progress((i + 1) / n, candidate=i + 1, candidates=n,
+                     tried=[t.model_dump(mode="json") for t in refinement.tried])
+
+    query = read_rgb(params.image_path)
+    refinement.result = refine_photo(settings, query, refinement.candidates, on_progress=on_progress,
+                                     params=refinement.refine_params)
+    return refinement
