@@ -17,13 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from scripts.screenshots import CHROMIUM, launch_chromium
 from tests.conftest import REPO_ROOT
 
-CHROMIUM = os.environ.get("ASTROLOC_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 WEB_DIST = REPO_ROOT / "frontend" / "dist"
 
 
@@ -53,7 +49,7 @@ def browser():
     except ImportError:
         _missing("the playwright Python client is absent (pip install -e '.[test]')")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 

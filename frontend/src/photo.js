@@ -30,6 +30,9 @@ function row(label, value) {
 }
 
 export function createPhotoView(map) {
+  // The selected photo lies above every footprint's fill, its outline above the photo.
+  map.createPane("photo").style.zIndex = 450;
+  map.createPane("selected").style.zIndex = 460;
   let overlay = null;
   let outline = null;
   const opacity = $("overlay-opacity");
@@ -76,7 +79,7 @@ export function createPhotoView(map) {
       const text = formatValue(key, value);
       if (text !== null) table.append(row(key.replaceAll("_", " "), text));
     }
-    if (props.model_version) table.append(row("model", props.model_version));
+    if (props.model_version) table.append(row("model", props.model_version.replace(/^(.*:[0-9a-f]{12})[0-9a-f]+$/, "$1")));
     if (photo.reference_footprint) table.append(row("reference", "catalogue footprint (dashed)"));
 
     const links = $("photo-links");
@@ -97,9 +100,9 @@ export function createPhotoView(map) {
     if (placement) {
       const b = placement.bounds;
       const bounds = L.latLngBounds([b.south, b.west], [b.north, b.east]);
-      overlay = L.imageOverlay(placement.image_url, bounds, { opacity: Number(opacity.value), className: "photo-overlay" }).addTo(map);
+      overlay = L.imageOverlay(placement.image_url, bounds, { opacity: Number(opacity.value), className: "photo-overlay", pane: "photo" }).addTo(map);
       overlay.once("error", () => showMessage(`photo ${photoId}: its overlay image could not be drawn`));
-      outline = L.geoJSON(photo.footprint, { style: (f) => footprintStyle(f.properties, { selected: true }), interactive: false }).addTo(map);
+      outline = L.geoJSON(photo.footprint, { style: (f) => footprintStyle(f.properties, { selected: true }), interactive: false, pane: "selected" }).addTo(map);
       if (fit) map.fitBounds(bounds.pad(1.5), { maxZoom: 7 });
     } else {
       showMessage(`photo ${photoId} has no footprint yet (status ${photo.status})`, "warning");

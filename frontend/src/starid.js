@@ -44,7 +44,7 @@ export function drawSkyChart(chart, frame, result) {
     chart.append(svg("circle", { cx, cy, r: radius, class: hip ? "star identified" : "star" }));
     if (hip) chart.append(svg("text", { x: cx + radius + 2, y: cy + 3, class: "hip" }, `HIP ${hip}`));
   });
-  chart.hidden = false;
+  chart.removeAttribute("hidden");
 }
 
 function describe(result) {
@@ -81,7 +81,7 @@ export function createStarIdPanel({ spec, onKeyRejected }) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    chart.hidden = true;
+    chart.setAttribute("hidden", "");
     const image = imagePath && $("starid-image").files[0];
     let frame = {};
     let options;

@@ -31,6 +31,14 @@ app.command()(demo.demo)
 OWN_PACKAGES = ("service", "worker", "geo", "index", "model", "starid", "world")
 
 
+class _PersonFormatter(logging.Formatter):
+    """INFO lines as plain sentences; warnings and errors say what they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno <= logging.INFO else f"{record.levelname.lower()}: {message}"
+
+
 def configure_logging(verbose: bool) -> None:
     """Libraries (Alembic, httpx, numba, ...) say only warnings unless ``verbose``; ours say INFO.
 
@@ -41,7 +49,9 @@ def configure_logging(verbose: bool) -> None:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         root.setLevel(logging.INFO)
     else:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(_PersonFormatter("%(message)s"))
+        logging.basicConfig(handlers=[handler])
         root.setLevel(logging.WARNING)
     for name in OWN_PACKAGES:
         logging.getLogger(name).setLevel(logging.INFO)
