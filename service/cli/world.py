@@ -35,8 +35,21 @@ def build(
         "uniform", help="Camera tilts: uniform (0-60 deg) or eol (as oblique as the real catalogue, 0-70 deg)."
     ),
     progress: bool = typer.Option(True, help="Progress bars."),
+    night: int = typer.Option(
+        None, min=0, help="Instead: N night photos with stars above the limb (the star path's held-out set), "
+        "into --out or beside the world (var/world-night)."
+    ),
 ) -> None:
     """Build (or finish, or reuse) the demo world: tiles, photos, queries.csv, world.json."""
+    if night is not None:
+        from service.night_world import build_night
+
+        try:
+            manifest = build_night(get_settings(), night, seed=0 if seed is None else seed, out=out, progress=progress)
+        except ValueError as exc:
+            fail(str(exc))
+        print_json(manifest)
+        return
     from index.database import parse_zooms
     from world.build import build_world
     from world.sampling import EOL_TILT_SAMPLING, QuerySampling
