@@ -8,6 +8,7 @@ stops at once with --exit).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -183,6 +184,8 @@ def demo(
         if exit_after:
             return
         typer.echo("serving the map and the API until Ctrl-C ...")
+        # A SIGTERM stops the API too (the context above terminates it), as Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             process.wait()
         except KeyboardInterrupt:
