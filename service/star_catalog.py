@@ -48,7 +48,7 @@ def active_star_catalog(settings: Settings):  # noqa: ANN201
     with _lock:
         if version.sha256 not in _loaded:
             _loaded[version.sha256] = StarCatalog.load(path)
-            warm_up()  # numba compilation happens here, not inside a request's time budget
+            warm_up(_loaded[version.sha256])  # compilation and indexes here, not in a request
         return _loaded[version.sha256]
 
 

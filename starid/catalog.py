@@ -26,13 +26,97 @@ _HIP2_COLUMNS = (0, 4, 5, 7, 8, 19)
 HIPPARCOS_EPOCH = 1991.25
 _MAS_TO_RAD = math.radians(1.0 / 3.6e6)
 
-# Two stars closer than this are one blob to a star tracker. Star trackers defocus so that a star's
-# PSF spreads over ~3 px in radius (which is what gives sub-pixel centroids); two such spots merge
-# into one centroid unless their centres are ~7 px apart, i.e. 0.1 deg at the paper's 0.0137 deg/px
-# (14 deg over 1024 px). The blob's position and brightness then belong to neither star, so both
-# are removed (101 of the 4,559 stars with Hp <= 6). 0.1 deg is also more than twice the default
-# alpha_eps (0.0275 deg), so no detected star lies within alpha_eps of two catalogue stars.
-DEFAULT_MIN_SEPARATION_DEG = 0.1
+# Stars closer than this are one blob to a star tracker's detector: one entry at their flux-weighted
+# centre with their summed flux (brightest member's HIP), as the sensor reports them. 0.03 deg is
+# ~2 px at the 14 deg / 1024 px camera of the benchmarks. Pairs farther apart stay two stars: both
+# are detected separately, and dropping them (as an earlier version did for pairs < 0.1 deg) turned
+# two real detections into false stars.
+DEFAULT_MIN_SEPARATION_DEG = 0.03
+# The search catalogue goes a magnitude fainter than a typical mag-6 detection limit: photometric
+# noise lets fainter stars pass the threshold (at 0.6 mag of noise a Hp 6.8 star does 1 time in 10),
+# and a detected star missing from the catalogue is a false star to the search.
+DEFAULT_MAG_LIMIT = 7.0
+# Catalogue star pairs are indexed up to this separation: the diagonal of a 14 x 14 deg field.
+DEFAULT_MAX_PAIR_DEG = 20.0
+MAG_BIN_WIDTH = 0.5  # magnitude bins of the pair index
+
+
+@dataclass
+class PairIndex:
+    """Every catalogue star pair closer than max_pair_deg, grouped by the magnitude bins of its two
+    stars and sorted by separation within a group, so the pairs whose separation lies in a window
+    and whose magnitudes fit two query stars are a few binary searches away.
+
+    Bins are MAG_BIN_WIDTH wide from mag_min; a pair (first, second) sits in group
+    bin(first) * bins + bin(second) with bin(first) <= bin(second).
+    """
+
+    angle: np.ndarray  # (P,) float64 separation, radians
+    first: np.ndarray  # (P,) int32 catalogue index, the star in the lower (brighter) bin
+    second: np.ndarray  # (P,) int32
+    group_start: np.ndarray  # (bins * bins + 1,) int64: group g is [group_start[g], group_start[g + 1])
+    mag_min: float
+    bins: int
+    max_pair_rad: float
+
+
+def build_pair_index(vectors: np.ndarray, magnitudes: np.ndarray, max_pair_deg: float) -> PairIndex:
+    """PairIndex of the stars (vectors, magnitudes) for pairs closer than max_pair_deg."""
+    max_pair = math.radians(max_pair_deg)
+    pairs = cKDTree(vectors).query_pairs(2.0 * math.sin(max_pair / 2.0), output_type="ndarray")
+    mag_min = math.floor(float(magnitudes.min()))
+    star_bin = np.floor((magnitudes - mag_min) / MAG_BIN_WIDTH).astype(np.int64)
+    bins = int(star_bin.max()) + 1
+    swap = star_bin[pairs[:, 0]] > star_bin[pairs[:, 1]]
+    pairs[swap] = pairs[swap][:, ::-1]
+    first, second = pairs[:, 0], pairs[:, 1]
+    cosine = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+    group = star_bin[first] * bins + star_bin[second]
+    order = np.lexsort((angle, group))
+    counts = np.bincount(group, minlength=bins * bins)
+    return PairIndex(
+        angle=np.ascontiguousarray(angle[order]),
+        first=np.ascontiguousarray(first[order], dtype=np.int32),
+        second=np.ascontiguousarray(second[order], dtype=np.int32),
+        group_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        mag_min=float(mag_min),
+        bins=bins,
+        max_pair_rad=max_pair,
+    )
+
+
+SKY_GRID_DEG = 0.25  # cell size of the sky grid (declination bands x right-ascension cells)
+
+
+@dataclass
+class SkyGrid:
+    """Catalogue stars bucketed by (declination band, right-ascension cell) of SKY_GRID_DEG, so the
+    stars near a direction are a few cells away. Cell c = band * ra_cells + ra_cell holds
+    star[cell_start[c] : cell_start[c + 1]]."""
+
+    star: np.ndarray  # (M,) int32 catalogue indices sorted by cell
+    cell_start: np.ndarray  # (bands * ra_cells + 1,) int32
+    bands: int
+    ra_cells: int
+
+
+def build_sky_grid(vectors: np.ndarray, cell_deg: float = SKY_GRID_DEG) -> SkyGrid:
+    """SkyGrid of unit vectors."""
+    bands, ra_cells = int(round(180.0 / cell_deg)), int(round(360.0 / cell_deg))
+    dec = np.arcsin(np.clip(vectors[:, 2], -1.0, 1.0))
+    ra = np.arctan2(vectors[:, 1], vectors[:, 0]) % (2.0 * math.pi)
+    band = np.minimum(((dec + 0.5 * math.pi) / math.pi * bands).astype(np.int64), bands - 1)
+    ra_cell = np.minimum((ra / (2.0 * math.pi) * ra_cells).astype(np.int64), ra_cells - 1)
+    cell = band * ra_cells + ra_cell
+    order = np.argsort(cell, kind="stable")
+    counts = np.bincount(cell, minlength=bands * ra_cells)
+    return SkyGrid(
+        star=order.astype(np.int32),
+        cell_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int32),
+        bands=bands,
+        ra_cells=ra_cells,
+    )
 
 
 @dataclass
@@ -50,6 +134,7 @@ class StarCatalog:
     # sorted by phi_1, so the stars whose phi_1 lies in a window are one binary search away (Eq. 11).
     by_phi1: np.ndarray = field(init=False, repr=False)
     phi1_sorted: np.ndarray = field(init=False, repr=False)
+    _pairs: dict = field(init=False, repr=False, default_factory=dict)  # derived indexes, by name
 
     def __post_init__(self) -> None:
         self.hip = np.ascontiguousarray(self.hip, dtype=np.int32)
@@ -71,6 +156,18 @@ class StarCatalog:
 
     def __len__(self) -> int:
         return len(self.hip)
+
+    def grid(self) -> SkyGrid:
+        """The sky grid of the search, built on first use (milliseconds) and kept."""
+        if "grid" not in self._pairs:
+            self._pairs["grid"] = build_sky_grid(self.vectors)
+        return self._pairs["grid"]
+
+    def pairs(self, max_pair_deg: float = DEFAULT_MAX_PAIR_DEG) -> PairIndex:
+        """The pair index of the search, built on first use (about a second) and kept."""
+        if max_pair_deg not in self._pairs:
+            self._pairs[max_pair_deg] = build_pair_index(self.vectors, self.magnitudes, max_pair_deg)
+        return self._pairs[max_pair_deg]
 
     def save(self, path: str | Path) -> None:
         """Write the catalogue to one compressed .npz file at exactly `path`."""
@@ -154,17 +251,43 @@ def close_pair_members(vectors: np.ndarray, min_separation_deg: float) -> np.nda
     return mask
 
 
+def merge_close_stars(
+    vectors: np.ndarray, magnitudes: np.ndarray, hip: np.ndarray, min_separation_deg: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stars closer than min_separation_deg (transitively) -> one entry each, as a detector sees them:
+    flux-weighted centre, summed flux, the brightest member's HIP number."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    chord = 2.0 * math.sin(math.radians(min_separation_deg) / 2.0)
+    pairs = cKDTree(vectors).query_pairs(chord, output_type="ndarray")
+    if len(pairs) == 0:
+        return vectors, magnitudes, hip
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(vectors),) * 2)
+    groups, label = connected_components(graph, directed=False)
+    flux = 10.0 ** (-0.4 * magnitudes)
+    total = np.bincount(label, flux, groups)
+    centre = np.column_stack([np.bincount(label, flux * vectors[:, axis], groups) for axis in range(3)])
+    brightest = np.full(groups, -1)
+    for star in np.argsort(flux):  # brightest last: it overwrites
+        brightest[label[star]] = star
+    # Single stars keep their catalogue magnitude exactly (no round trip through flux).
+    single = np.bincount(label, minlength=groups) == 1
+    merged_mags = np.where(single, magnitudes[brightest], -2.5 * np.log10(total))
+    return centre / np.linalg.norm(centre, axis=1, keepdims=True), merged_mags, hip[brightest]
+
+
 def build_catalog(
-    mag_limit: float = 6.0,
+    mag_limit: float = DEFAULT_MAG_LIMIT,
     min_separation_deg: float = DEFAULT_MIN_SEPARATION_DEG,
     epoch_year: float = 2025.0,
     hip2_path: str | Path | None = None,
 ) -> StarCatalog:
-    """The ROSIA catalogue from Hipparcos 2: stars with Hp <= mag_limit, doubles removed, features.
+    """The ROSIA catalogue from Hipparcos 2: stars with Hp <= mag_limit, close pairs merged, features.
 
-    Positions are propagated to epoch_year with the Hipparcos proper motions. Unresolvable doubles
-    (both members of every pair closer than min_separation_deg, see DEFAULT_MIN_SEPARATION_DEG) are
-    removed *before* the triplet features are computed, since the camera sees neither of them.
+    Positions are propagated to epoch_year with the Hipparcos proper motions. Stars closer than
+    min_separation_deg become one entry (merge_close_stars; 0 keeps every star) *before* the triplet
+    features are computed, since the camera sees one blob.
     """
     if not -2.0 <= mag_limit <= 12.5:
         raise ValueError(f"mag_limit must lie in [-2, 12.5] (Hipparcos range), got {mag_limit}")
@@ -176,14 +299,15 @@ def build_catalog(
     vectors = propagate_proper_motion(
         stars["ra"], stars["dec"], stars["pm_ra"], stars["pm_dec"], epoch_year - HIPPARCOS_EPOCH
     )
-    keep = ~close_pair_members(vectors, min_separation_deg) if min_separation_deg > 0 else slice(None)
-    vectors = vectors[keep]
-    order = np.argsort(stars["hip"][keep], kind="stable")
+    magnitudes, hip = stars["mag"], stars["hip"]
+    if min_separation_deg > 0:
+        vectors, magnitudes, hip = merge_close_stars(vectors, magnitudes, hip, min_separation_deg)
+    order = np.argsort(hip, kind="stable")
     vectors = vectors[order]
     return StarCatalog(
-        hip=stars["hip"][keep][order],
+        hip=hip[order],
         vectors=vectors,
-        magnitudes=stars["mag"][keep][order],
+        magnitudes=magnitudes[order],
         features=nearest_neighbour_angles(vectors),
         mag_limit=float(mag_limit),
         min_separation_deg=float(min_separation_deg),

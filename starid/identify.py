@@ -23,29 +23,51 @@ from typing import Any
 import numpy as np
 
 from starid.catalog import StarCatalog
+from starid.centroids import (
+    DEFAULT_PSF_SIGMA_PX,
+    DEFAULT_SIGMA_THRESHOLD,
+    Detection,
+    Frame,
+    detect_stars,
+    frame_from_array,
+    read_frame,
+)
 from starid.geometry import (
     boresight_ra_dec_roll,
-    nearest_neighbour_angles,
     pixels_to_vectors,
     rotation_to_quaternion,
     solve_wahba,
 )
 from starid.rosia import (
-    MAX_MATCHLIST_ENTRIES,
     MEMORY_LIMIT,
+    PATTERN_STARS,
     TIME_BUDGET,
     compile_kernels,
-    rotation_search,
-    subcatalogue_pairs,
+    nearest_under,
+    robust_search,
 )
 
-DEFAULT_ALPHA_EPS_DEG = 0.0275  # 2 px at 0.0137 deg/px: the paper's dist_th of 4.8e-4 rad
-DEFAULT_MAG_TOLERANCE = 1.2
+# Defaults that hold from 0 to 2 px of centroid noise and 0 to 0.6 mag of photometric noise (issue
+# 17), so a user need not tune them per frame. 0.06 deg = 4.4 px at 0.0137 deg/px: 2.2 sigma of
+# the radial error at 2 px per axis (9% of the stars then fall outside and stay unnamed; the
+# others carry the attitude), 6 sigma at 0.5 px. 1.8 mag = 3 sigma at 0.6 mag.
+DEFAULT_ALPHA_EPS_DEG = 0.06
+DEFAULT_MAG_TOLERANCE = 1.8
 DEFAULT_TIME_BUDGET_S = 2.0
 MIN_MATCHED_STARS = 3
 MIN_MATCHED_FRACTION = 0.3
-MAX_QUERY_STARS = 1000  # the triplet features and the search grow with N; real frames have ~10-100
-MAX_PAIRS = MAX_MATCHLIST_ENTRIES // 8  # the first branching copies every pair into 8 children
+MAX_QUERY_STARS = 1000  # validation and the final assignment grow with N; real frames have ~10-100
+# The search runs on the brightest detections (the support count grows with their square); the
+# others are named afterwards under the found attitude.
+SEARCH_STARS = 16
+# A field of view given up to 5% off is found by trying scales in steps of 1.5% around it: each
+# step leaves at most 0.75% of scale error, 0.05 deg at 7 deg from the boresight, inside alpha_eps.
+FOV_SCALES = (1.0, 0.985, 1.015, 0.97, 1.03, 0.955, 1.045)
+QUICK_PATTERN_STARS = 6  # the quick look at each scale: hypotheses from the 6 brightest stars
+# An answer is given only when fewer than this many of the rotations tried are expected to align
+# as many stars by chance (rosia.chance_alignments).
+MAX_FALSE_ALARMS = 1e-3
+IMAGE_IDENTIFY_STARS = 100  # identify_image names the brightest 100 centroids, lists them all
 
 
 @dataclass
@@ -62,6 +84,7 @@ class StarIdResult:
     matched: int
     runtime_ms: float
     reason: str | None = None
+    fov_deg: float | None = None  # the field of view the stars were identified at (pixel input)
 
     def to_dict(self) -> dict:
         """The response body of POST /star-id."""
@@ -80,6 +103,7 @@ class StarIdResult:
             "matched": self.matched,
             "runtime_ms": self.runtime_ms,
             "reason": self.reason,
+            "fov_deg": self.fov_deg,
         }
 
 
@@ -99,7 +123,7 @@ def identify_pixels(
     Pinhole camera, boresight through the image centre, fov_deg the horizontal field of view.
     ValueError on bad input (fewer than 3 stars, NaN, stars outside the image, fov outside (0, 180)).
     """
-    warm_up()
+    warm_up(catalog)
     started = time.perf_counter()
     for name, value in (("image_width", image_width), ("image_height", image_height)):
         if not _is_number(value) or not 0 < value < 1e6:
@@ -120,8 +144,72 @@ def identify_pixels(
             f"star {index} at ({points[index, 0]}, {points[index, 1]}) lies outside the "
             f"{image_width} x {image_height} image"
         )
-    vectors = pixels_to_vectors(points, image_width, image_height, fov_deg)
-    return _identify_checked(catalog, vectors, mags, alpha_eps_deg, mag_tolerance, time_budget_s, started)
+    # A quick look at the given field of view, then at scales around it (FOV_SCALES), then the
+    # full search at the given one: a field of view given up to 5% off is still identified, one
+    # farther off gets a no_result that says so.
+    identified = []
+    for scale in FOV_SCALES:
+        vectors = pixels_to_vectors(points, image_width, image_height, fov_deg * scale)
+        result = _identify_checked(
+            catalog, vectors, mags, alpha_eps_deg, mag_tolerance, time_budget_s, started, quick=True
+        )
+        if result.status == "identified":
+            identified.append((result.matched, -abs(scale - 1.0), scale, result))
+            if scale == 1.0:
+                break
+        elif result.reason and "time budget" in result.reason:
+            return result
+    if not identified:
+        vectors = pixels_to_vectors(points, image_width, image_height, fov_deg)
+        result = _identify_checked(catalog, vectors, mags, alpha_eps_deg, mag_tolerance, time_budget_s, started)
+        if result.status == "identified":
+            identified.append((result.matched, 0.0, 1.0, result))
+    if identified:
+        _, _, scale, result = max(identified, key=lambda entry: entry[:2])
+        if scale != 1.0:
+            result = _refit_field_of_view(catalog, points, image_width, image_height, fov_deg * scale, result)
+        result.fov_deg = result.fov_deg or fov_deg
+        result.runtime_ms = 1000.0 * (time.perf_counter() - started)
+        return result
+    if result.reason and "time budget" in result.reason:
+        return result
+    low, high = min(FOV_SCALES), max(FOV_SCALES)
+    result.reason = (
+        f"{result.reason}, at the given field of view of {fov_deg:g} deg nor at any from "
+        f"{low * fov_deg:.4g} to {high * fov_deg:.4g} deg: fov_deg is probably wrong (more than 5% "
+        "off), or the frame holds too few catalogue stars"
+    )
+    result.runtime_ms = 1000.0 * (time.perf_counter() - started)
+    return result
+
+
+def _refit_field_of_view(
+    catalog: StarCatalog,
+    points: np.ndarray,
+    image_width: float,
+    image_height: float,
+    fov_deg: float,
+    result: StarIdResult,
+) -> StarIdResult:
+    """The field of view (within 1.5% of fov_deg) that best aligns the named stars, attitude re-solved."""
+    from scipy.optimize import minimize_scalar
+
+    named = np.array([hip is not None for hip in result.hip])
+    hip = np.array([h for h in result.hip if h is not None])
+    targets = catalog.vectors[np.searchsorted(catalog.hip, hip)]
+
+    def residual(fov: float) -> float:
+        vectors = pixels_to_vectors(points[named], image_width, image_height, fov)
+        rotation = solve_wahba(vectors, targets)
+        return float(((vectors @ rotation.T - targets) ** 2).sum())
+
+    best = minimize_scalar(residual, bounds=(0.985 * fov_deg, 1.015 * fov_deg), method="bounded")
+    fov = float(best.x)
+    rotation = solve_wahba(pixels_to_vectors(points[named], image_width, image_height, fov), targets)
+    ra, dec, roll = boresight_ra_dec_roll(rotation)
+    result.rotation, result.quaternion_wxyz = rotation, rotation_to_quaternion(rotation)
+    result.ra_deg, result.dec_deg, result.roll_deg, result.fov_deg = ra, dec, roll, fov
+    return result
 
 
 def identify(
@@ -139,7 +227,7 @@ def identify(
     Status "no_result" (with the reason) when fewer than 3 stars, or fewer than 30% of them, get a
     name, or when the search exceeds time_budget_s.
     """
-    warm_up()
+    warm_up(catalog)
     started = time.perf_counter()
     query = _as_float_array(vectors, "vectors")
     if query.ndim != 2 or query.shape[1] != 3:
@@ -217,9 +305,10 @@ _REQUEST_KEYS = {
 
 
 def _identify_checked(
-    catalog, query, mags, alpha_eps_deg, mag_tolerance, time_budget_s, started
+    catalog, query, mags, alpha_eps_deg, mag_tolerance, time_budget_s, started, quick=False
 ) -> StarIdResult:
-    """The pipeline on validated unit vectors."""
+    """The pipeline on validated unit vectors; quick: hypotheses from the QUICK_PATTERN_STARS
+    brightest stars only, one pass (see robust_search)."""
     query_mags = _magnitudes(mags, len(query))
     if not _is_number(alpha_eps_deg) or not 0.0 < alpha_eps_deg <= 1.0:
         raise ValueError(f"alpha_eps_deg must lie in (0, 1] degrees, got {alpha_eps_deg!r}")
@@ -229,18 +318,19 @@ def _identify_checked(
         raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
     alpha_eps = math.radians(alpha_eps_deg)
 
-    theta = nearest_neighbour_angles(query)
-    pair_query, pair_catalog = subcatalogue_pairs(theta, query_mags, catalog, alpha_eps, mag_tolerance)
-    if pair_query.size > MAX_PAIRS:
-        return _no_result(
-            f"{pair_query.size} star-catalogue candidate pairs, more than the {MAX_PAIRS} a search can "
-            "hold: alpha_eps_deg or mag_tolerance is too loose",
-            len(query),
-            started,
-        )
+    # Brightest first (unknown magnitudes last, in input order): the search stars.
+    search = np.argsort(np.where(np.isnan(query_mags), np.inf, query_mags), kind="stable")[:SEARCH_STARS]
     remaining = time_budget_s - (time.perf_counter() - started)
-    outcome = rotation_search(
-        query, pair_query, catalog.vectors[pair_catalog], alpha_eps, remaining, MIN_MATCHED_STARS
+    outcome = robust_search(
+        np.ascontiguousarray(query[search]),
+        np.ascontiguousarray(query_mags[search]),
+        catalog,
+        alpha_eps,
+        mag_tolerance,
+        remaining,
+        MIN_MATCHED_STARS,
+        pattern_stars=QUICK_PATTERN_STARS if quick else PATTERN_STARS,
+        exhaustive=not quick,
     )
 
     if outcome.status == TIME_BUDGET:
@@ -251,8 +341,14 @@ def _identify_checked(
         )
     if outcome.rotation is None:
         reason = (
-            f"no rotation aligns {MIN_MATCHED_STARS} or more stars with catalogue stars of matching "
-            "triplet features and magnitudes"
+            f"no rotation aligns {MIN_MATCHED_STARS} or more of the {len(search)} brightest stars with "
+            "catalogue stars of matching magnitude"
+        )
+        return _no_result(reason, len(query), started)
+    if outcome.false_alarms > MAX_FALSE_ALARMS:
+        reason = (
+            f"the best rotation aligns only {outcome.matches} of the {len(search)} brightest stars, "
+            f"which {outcome.false_alarms:.2g} of the {outcome.rounds} rotations tried would do by chance"
         )
         return _no_result(reason, len(query), started)
 
@@ -288,6 +384,93 @@ def _no_result(reason: str, count: int, started: float, matched: int = 0) -> Sta
     )
 
 
+@dataclass
+class ImageStarIdResult:
+    """identify_image's answer: the identification of the detected centroids and the detection."""
+
+    result: StarIdResult  # per centroid (brightest first): hip, and the attitude
+    detection: Detection
+    mags: np.ndarray  # (N,) magnitudes from the fluxes, zero point fitted on the named stars (NaN if none)
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+    @property
+    def quaternion_wxyz(self) -> tuple[float, float, float, float] | None:
+        return self.result.quaternion_wxyz
+
+    def to_dict(self) -> dict:
+        """The response body of POST /star-id for an image: the centroid answer plus the centroids
+        with their identifications and what the detector measured."""
+        body = self.result.to_dict()
+        centroids = self.detection.to_list()
+        for index, centroid in enumerate(centroids):
+            centroid["index"] = index
+            centroid["hip"] = self.result.hip[index] if index < len(self.result.hip) else None
+            centroid["mag"] = None if math.isnan(self.mags[index]) else float(self.mags[index])
+        body["centroids"] = centroids
+        body["detection"] = {
+            "width": self.detection.width,
+            "height": self.detection.height,
+            "background": self.detection.background,
+            "noise": self.detection.noise,
+            "threshold": self.detection.threshold,
+            "hot_pixels": self.detection.hot_pixels,
+            "streaks": self.detection.streaks,
+        }
+        return body
+
+
+def identify_image(
+    catalog: StarCatalog,
+    image: bytes | np.ndarray | Frame,
+    fov_deg: float,
+    sigma_threshold: float = DEFAULT_SIGMA_THRESHOLD,
+    psf_sigma_px: float = DEFAULT_PSF_SIGMA_PX,
+    alpha_eps_deg: float = DEFAULT_ALPHA_EPS_DEG,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+) -> ImageStarIdResult:
+    """Star identification from a frame: the encoded file (PNG, JPEG, TIFF, FITS; 8 or 16 bit), a
+    2-D array or a Frame -> centroids (starid.centroids.detect_stars) -> identify_pixels.
+
+    fov_deg: horizontal field of view (up to 5% off is handled). The brightest
+    IMAGE_IDENTIFY_STARS centroids are identified; a frame's fluxes carry no zero point, so the
+    search runs without magnitudes, in order of flux. ValueError on an unreadable frame or bad
+    parameters; a frame with fewer than 3 detections is a no_result that says so.
+    """
+    frame = read_frame(image) if isinstance(image, (bytes, bytearray, memoryview)) else image
+    if not isinstance(frame, Frame):
+        frame = frame_from_array(np.asarray(image))
+    detection = detect_stars(frame, sigma_threshold=sigma_threshold, psf_sigma_px=psf_sigma_px)
+    count = min(len(detection), IMAGE_IDENTIFY_STARS)
+    if count < 3:
+        started = time.perf_counter()
+        reason = (
+            f"{len(detection)} stars detected above {sigma_threshold:g} sigma of the background "
+            f"noise ({detection.noise:.3g} counts); at least 3 are needed"
+        )
+        return ImageStarIdResult(_no_result(reason, len(detection), started), detection, np.full(len(detection), np.nan))
+    result = identify_pixels(
+        catalog,
+        np.clip(detection.xy[:count], 0.0, [frame.width, frame.height]),
+        frame.width,
+        frame.height,
+        fov_deg,
+        None,
+        alpha_eps_deg=alpha_eps_deg,
+        time_budget_s=time_budget_s,
+    )
+    result.hip = result.hip + [None] * (len(detection) - count)
+    instrumental = -2.5 * np.log10(np.maximum(detection.flux, 1e-12))
+    mags = np.full(len(detection), np.nan)
+    named = [i for i, hip in enumerate(result.hip) if hip is not None and not detection.saturated[i]]
+    if named:
+        catalogue_mags = catalog.magnitudes[np.searchsorted(catalog.hip, [result.hip[i] for i in named])]
+        mags = instrumental + float(np.median(catalogue_mags - instrumental[named]))
+    return ImageStarIdResult(result, detection, mags)
+
+
 def assign_catalog_stars(
     rotation: np.ndarray,
     query: np.ndarray,
@@ -304,37 +487,33 @@ def assign_catalog_stars(
     When two query stars claim one catalogue star the closer keeps it.
     """
     assigned = np.full(len(query), -1, dtype=np.int64)
-    rotated = query @ rotation.T
-    centre = rotated.mean(axis=0)
-    centre /= max(np.linalg.norm(centre), 1e-12)
-    reach = float(np.arccos(np.clip(rotated @ centre, -1.0, 1.0)).max()) + 2.0 * alpha_eps
-    nearby = np.flatnonzero(catalog.vectors @ centre >= math.cos(min(reach, math.pi)))
-    if nearby.size == 0:
-        return assigned
-    angles = np.arccos(np.clip(rotated @ catalog.vectors[nearby].T, -1.0, 1.0))
-    # NaN query magnitudes compare False (never a mismatch); inf - inf = NaN compares False too.
-    with np.errstate(invalid="ignore"):
-        angles[np.abs(query_mags[:, None] - catalog.magnitudes[nearby][None, :]) > mag_tolerance] = np.inf
-        nearest = np.argmin(angles, axis=1)
-        nearest_angle = angles[np.arange(len(query)), nearest]
-        runner_up = np.partition(angles, 1, axis=1)[:, 1] if nearby.size > 1 else np.full(len(query), np.inf)
-        named = (nearest_angle <= alpha_eps) & (runner_up - nearest_angle >= alpha_eps)
+    # Within 2 alpha_eps so that a runner-up closer than that is seen.
+    nearest, nearest_angle, runner_up = nearest_under(
+        rotation, query, query_mags, catalog, 2.0 * alpha_eps, mag_tolerance
+    )
+    with np.errstate(invalid="ignore"):  # inf - inf where a star has no catalogue star at all
+        named = (nearest >= 0) & (nearest_angle <= alpha_eps) & (runner_up - nearest_angle >= alpha_eps)
     taken: set[int] = set()
     for i in np.argsort(nearest_angle, kind="stable"):  # closest claims first
-        j = int(nearby[nearest[i]])
+        j = int(nearest[i])
         if named[i] and j not in taken:
             taken.add(j)
             assigned[i] = j
     return assigned
 
 
-def warm_up() -> None:
-    """Compile the search kernels now (e.g. at service start) rather than in the first request.
+def warm_up(catalog: StarCatalog | None = None) -> None:
+    """Compile the search kernels, and build the catalogue's pair index and sky grid, now (e.g. at
+    service start) rather than in the first request.
 
-    Seconds on a cold numba cache, ~0.1 s when cached. identify() does it anyway before starting
-    its clock, so neither runtime_ms nor the time budget ever includes compilation.
+    Seconds on a cold numba cache, ~0.1 s when cached; the indexes take ~2 s once per catalogue.
+    identify() does it anyway before starting its clock, so neither runtime_ms nor the time budget
+    ever includes them.
     """
     compile_kernels()
+    if catalog is not None:
+        catalog.pairs()
+        catalog.grid()
 
 
 def _is_number(value) -> bool:

@@ -1,14 +1,9 @@
-"""ROSIA's rotation search (Chng, Parra Bustos, McCarthy, Chin, IEEE TAES 2023).
+"""ROSIA's rotation search (Chng, Parra Bustos, McCarthy, Chin, IEEE TAES 2023), made robust.
 
 Find the rotation R (camera -> ICRS) maximising the number of query stars s_i that land within
-alpha_eps of a compatible catalogue star c_j (paper Eq. 10):
+alpha_eps of a magnitude-compatible catalogue star c_j (paper Eq. 10):
 
     Q(R) = sum_i max_{j in S_i} [angle(R s_i, c_j) <= alpha_eps]
-
-where the sub-catalogue S_i (Eq. 11) holds the catalogue stars whose triplet feature matches the
-query star's, |theta_k(i) - phi_k(j)| <= 2 alpha_eps for k = 1, 2, and whose magnitude matches,
-|v_j - v_i| <= eps_v. Folding the triplet indicator of Eq. 10 into S_i turns each query star's
-candidates into a short list of (i, j) pairs.
 
 Branch-and-bound runs over the axis-angle pi-ball, enclosed in the cube [-pi, pi]^3 and split as an
 octree. For a cube B with centre r_c and half-diagonal alpha_B every R in B moves any vector by at
@@ -19,13 +14,17 @@ most alpha_B from R_c (Hartley & Kahl 2009, |angle(R s, R_c s)| <= |r - r_c|), s
 Best-first search pops the cube with the largest bound; the objective at each new cube's centre is
 the incumbent; the search ends, provably optimal, when no cube's bound exceeds the incumbent.
 
-Spatial index: the paper answers "is a candidate of s_i within alpha_eps + alpha_B of R_c s_i" with
-an R-tree over stereographic projections. Here each cube carries Breuel's matchlist, the (i, j)
-pairs that passed its parent's bound; a child only re-tests those. Measured on simulated scenes
-(bench.spatial_index_report, 1 px noise, default tolerances) a sub-catalogue holds 8 stars on
-average, 24 at the 99th percentile: one R-tree leaf's worth, so a tree adds a level to walk and
-saves no test, while matchlists shrink the scans to ~1 pair per query star within a few octree
-levels and halve the search time against re-scanning whole sub-catalogues (benchmark table).
+Sub-catalogues S_i. The paper's Eq. 11 keeps the catalogue stars whose two nearest catalogue
+neighbours are as far as the query star's two nearest detections: exact on the paper's
+simulation, but a real detector loses stars and adds others, the neighbours change and the true
+match is filtered out before the search starts (issue 17: 50-87% identified). Here S_i comes from
+pairwise support instead (robust_search): a pair (i, j) can only take part in a solution with q
+matches if q - 1 other detections sit at catalogue-consistent distances from it, so filtering on
+support >= t loses no solution better than t, and t is lowered until the search proves nothing
+better is left.
+
+Each cube carries Breuel's matchlist, the (i, j) pairs that passed its parent's bound; a child only
+re-tests those.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from starid.catalog import MAG_BIN_WIDTH as _MAG_BIN_WIDTH
 from starid.geometry import axis_angle_to_matrix
 
 OPTIMAL, TIME_BUDGET, MEMORY_LIMIT = 0, 1, 2
@@ -46,6 +46,19 @@ MAX_CUBES = 1_000_000
 MAX_MATCHLIST_ENTRIES = 16_000_000
 _MAX_DEPTH = 26  # cube side 2 pi / 2^26 ~ 1e-7 rad: far below any alpha_eps
 _SQRT3 = math.sqrt(3.0)
+# A hypothesis whose first PROBE_STARS other stars all miss is dropped without scoring the rest.
+PROBE_STARS = 4
+# Hypotheses stop at the first that aligns this many stars: a wrong rotation puts a query star
+# within alpha_eps (0.06 deg) of a catalogue star ~0.4% of the time, so 5 chance alignments
+# besides the pair itself (~1e-10 a rotation) do not happen over the ~10^4 rotations tried.
+ENOUGH_MATCHES = 7
+HYPOTHESIS_REACH = 4.0
+# Hypotheses come from pairs of the PATTERN_STARS brightest stars, with a separation window of
+# PATTERN_WINDOW alpha_eps (1 sigma of a pair's separation error at 2 px of centroid noise is
+# 0.04 deg) and magnitudes within PATTERN_MAG_FRACTION of mag_tol.
+PATTERN_STARS = 10
+PATTERN_WINDOW = 1.0
+PATTERN_MAG_FRACTION = 0.67
 # The 8 octants of a cube: child centre = parent centre + sign * child half-side.
 _OCTANTS = np.array(
     [[sx, sy, sz] for sx in (-1.0, 1.0) for sy in (-1.0, 1.0) for sz in (-1.0, 1.0)], dtype=np.float64
@@ -53,64 +66,227 @@ _OCTANTS = np.array(
 
 
 @numba.njit(cache=True)
-def _compatible(i, j, theta, query_mags, features, catalog_mags, feature_tol, mag_tol):
-    """Eq. 11 for one (query star, catalogue star): phi_2 and magnitude tests (phi_1 is pre-sorted)."""
-    if abs(features[j, 1] - theta[i, 1]) > feature_tol:
-        return False
-    # An unknown query magnitude (NaN) matches any catalogue magnitude.
-    return math.isnan(query_mags[i]) or abs(catalog_mags[j] - query_mags[i]) <= mag_tol
+def _mag_bins(mag, mag_tol, mag_min, bins):
+    """First and last magnitude bin of the pair index a query star of magnitude mag can match."""
+    if math.isnan(mag):
+        return 0, bins - 1
+    low = int(math.floor((mag - mag_tol - mag_min) / _MAG_BIN_WIDTH))
+    high = int(math.floor((mag + mag_tol - mag_min) / _MAG_BIN_WIDTH))
+    return max(low, 0), min(high, bins - 1)
 
 
 @numba.njit(cache=True)
-def _subcatalogue_pairs(
-    theta, query_mags, phi1_sorted, by_phi1, features, catalog_mags, feature_tol, mag_tol
-):
-    """Eq. 11 for every query star: (query index, catalogue index) pairs, sorted by query index."""
-    n_query = theta.shape[0]
-    lows = np.searchsorted(phi1_sorted, theta[:, 0] - feature_tol, side="left")
-    highs = np.searchsorted(phi1_sorted, theta[:, 0] + feature_tol, side="right")
-    total = 0
+def _mag_ok(query_mag, catalog_mag, mag_tol):
+    # An unknown query magnitude (NaN) matches any catalogue magnitude.
+    return math.isnan(query_mag) or abs(catalog_mag - query_mag) <= mag_tol
+
+
+@numba.njit(cache=True)
+def _nearest_two(v, radius, query_mag, mag_tol, vectors, catalog_mags, grid_star, cell_start, bands, ra_cells):
+    """(index, cosine) of the magnitude-compatible catalogue star nearest to unit vector v within
+    `radius` (index -1 if none), and the cosine of the runner-up (-2 if none): a look at the
+    sky-grid cells that a cap of that radius around v touches."""
+    dec = math.asin(max(-1.0, min(1.0, v[2])))
+    ra = math.atan2(v[1], v[0]) % (2.0 * math.pi)
+    band_rad = math.pi / bands
+    cell_rad = 2.0 * math.pi / ra_cells
+    low_band = max(int((dec - radius + 0.5 * math.pi) / band_rad), 0)
+    high_band = min(int((dec + radius + 0.5 * math.pi) / band_rad), bands - 1)
+    widest = max(abs(dec - radius), abs(dec + radius))
+    if widest >= 0.5 * math.pi - 1e-9:
+        span = ra_cells  # the cap holds a pole: every right ascension
+    else:
+        span = int(radius / (math.cos(widest) * cell_rad)) + 1
+    centre_cell = int(ra / cell_rad)
+    cells = min(2 * span + 1, ra_cells)
+    cos_radius = math.cos(radius)
+    best, best_cos, second_cos = -1, -2.0, -2.0
+    for band in range(low_band, high_band + 1):
+        for step in range(cells):
+            if cells == ra_cells:
+                cell = band * ra_cells + step
+            else:
+                cell = band * ra_cells + (centre_cell - span + step) % ra_cells
+            for position in range(cell_start[cell], cell_start[cell + 1]):
+                j = grid_star[position]
+                cosine = v[0] * vectors[j, 0] + v[1] * vectors[j, 1] + v[2] * vectors[j, 2]
+                if cosine < cos_radius or not _mag_ok(query_mag, catalog_mags[j], mag_tol):
+                    continue
+                if cosine > best_cos:
+                    best, best_cos, second_cos = j, cosine, best_cos
+                elif cosine > second_cos:
+                    second_cos = cosine
+    return best, best_cos, second_cos
+
+
+@numba.njit(cache=True)
+def _nearest_star(v, alpha_eps, query_mag, mag_tol, vectors, catalog_mags, grid_star, cell_start, bands, ra_cells):
+    """Index of the magnitude-compatible catalogue star nearest to v within alpha_eps, -1 if none."""
+    return _nearest_two(v, alpha_eps, query_mag, mag_tol, vectors, catalog_mags, grid_star, cell_start, bands, ra_cells)[0]
+
+
+@numba.njit(cache=True)
+def _nearest_under(rotation, query, query_mags, radius, mag_tol, vectors, catalog_mags, grid_star, cell_start, bands, ra_cells):
+    """_nearest_two for every query star rotated by `rotation`: (index (N,), angle (N,), runner-up
+    angle (N,), inf where none)."""
+    n_query = query.shape[0]
+    nearest = np.full(n_query, -1, np.int64)
+    angle = np.full(n_query, np.inf)
+    runner_up = np.full(n_query, np.inf)
+    rotated = np.empty(3)
     for i in range(n_query):
-        for position in range(lows[i], highs[i]):
-            if _compatible(
-                i, by_phi1[position], theta, query_mags, features, catalog_mags, feature_tol, mag_tol
-            ):
-                total += 1
-    pair_query = np.empty(total, np.int32)
-    pair_catalog = np.empty(total, np.int32)
-    k = 0
-    for i in range(n_query):
-        for position in range(lows[i], highs[i]):
-            j = by_phi1[position]
-            if _compatible(i, j, theta, query_mags, features, catalog_mags, feature_tol, mag_tol):
-                pair_query[k] = i
-                pair_catalog[k] = j
-                k += 1
-    return pair_query, pair_catalog
+        for axis in range(3):
+            rotated[axis] = rotation[axis, 0] * query[i, 0] + rotation[axis, 1] * query[i, 1] + rotation[axis, 2] * query[i, 2]
+        j, best_cos, second_cos = _nearest_two(
+            rotated, radius, query_mags[i], mag_tol, vectors, catalog_mags, grid_star, cell_start, bands, ra_cells
+        )
+        if j >= 0:
+            nearest[i] = j
+            angle[i] = math.acos(min(1.0, best_cos))
+            if second_cos > -2.0:
+                runner_up[i] = math.acos(min(1.0, second_cos))
+    return nearest, angle, runner_up
 
 
-def subcatalogue_pairs(
-    theta: np.ndarray,
-    query_mags: np.ndarray,
-    catalog,
-    alpha_eps: float,
-    mag_tolerance: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-catalogues S_i of paper Eq. 11 as flat (query index, catalogue index) pair arrays.
-
-    theta: (N, 2) query triplet features (radians); query_mags: (N,) with NaN = magnitude unknown
-    (that star skips the magnitude test); catalog: a StarCatalog; alpha_eps in radians.
-    """
-    return _subcatalogue_pairs(
-        np.ascontiguousarray(theta, dtype=np.float64),
-        np.ascontiguousarray(query_mags, dtype=np.float64),
-        catalog.phi1_sorted,
-        catalog.by_phi1,
-        catalog.features,
-        catalog.magnitudes,
-        float(2.0 * alpha_eps),
-        float(mag_tolerance),
+def nearest_under(
+    rotation: np.ndarray, query: np.ndarray, query_mags: np.ndarray, catalog, radius: float, mag_tolerance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query star under `rotation`: the nearest magnitude-compatible catalogue star within
+    `radius` (radians; -1 if none), its angle and the runner-up's angle (inf if none)."""
+    grid = catalog.grid()
+    return _nearest_under(
+        np.ascontiguousarray(rotation, dtype=np.float64), np.ascontiguousarray(query, dtype=np.float64),
+        np.ascontiguousarray(query_mags, dtype=np.float64), float(radius), float(mag_tolerance),
+        catalog.vectors, catalog.magnitudes, grid.star, grid.cell_start, grid.bands, grid.ra_cells,
     )
+
+
+@numba.njit(cache=True)
+def _triad(sa, sb, ca, cb):
+    """Rotation R with R sa = ca and R (sa x sb) along ca x cb (TRIAD): camera -> ICRS."""
+    camera = np.empty((3, 3))
+    sky = np.empty((3, 3))
+    for frame, a, b in ((camera, sa, sb), (sky, ca, cb)):
+        cx = a[1] * b[2] - a[2] * b[1]
+        cy = a[2] * b[0] - a[0] * b[2]
+        cz = a[0] * b[1] - a[1] * b[0]
+        norm = math.sqrt(cx * cx + cy * cy + cz * cz)
+        cx, cy, cz = cx / norm, cy / norm, cz / norm
+        frame[0, 0], frame[1, 0], frame[2, 0] = a[0], a[1], a[2]
+        frame[0, 1], frame[1, 1], frame[2, 1] = cx, cy, cz
+        frame[0, 2] = a[1] * cz - a[2] * cy
+        frame[1, 2] = a[2] * cx - a[0] * cz
+        frame[2, 2] = a[0] * cy - a[1] * cx
+    return sky @ camera.T
+
+
+@numba.njit(cache=True)
+def _hypotheses(
+    query, query_mags, angle, first, second, group_start, mag_min, bins, max_pair, vectors,
+    catalog_mags, grid_star, cell_start, bands, ra_cells, alpha_eps, mag_tol, min_matches, enough, keep,
+    probe, pattern_stars, deadline,
+):
+    """Quick hypotheses: for query star pairs (a, b), brightest first, every catalogue pair of
+    compatible magnitudes whose separation is within 2 alpha_eps of theta_ab, in both orientations,
+    gives a rotation (TRIAD), scored by how many query stars then land within alpha_eps of a
+    magnitude-compatible catalogue star. Stops after the query pair that produced a hypothesis
+    with `enough` matches (or at the deadline).
+
+    Returns (best Q, best rotation, hypotheses tried, assignments (keep, N): the catalogue star of
+    every query star under the `keep` best hypotheses, -1 where none).
+    """
+    n_query = query.shape[0]
+    # Tighter than the provable 2 alpha_eps and mag_tol: hypotheses need not be exhaustive for one
+    # star pair (a true pair that misses is found again from the next), and looser windows mean
+    # proportionally more rotations to try. The scoring uses the full tolerances.
+    window = PATTERN_WINDOW * alpha_eps
+    pattern_mag_tol = PATTERN_MAG_FRACTION * mag_tol
+    assignments = np.full((keep, n_query), -1, np.int32)
+    scores = np.zeros(keep, np.int64)
+    best_rotation = np.eye(3)
+    tried = 0
+    rotated = np.empty(3)
+    current = np.empty(n_query, np.int32)
+    for second_star in range(1, min(n_query, pattern_stars)):
+        for first_star in range(second_star):
+            a, b = first_star, second_star
+            cosine = query[a, 0] * query[b, 0] + query[a, 1] * query[b, 1] + query[a, 2] * query[b, 2]
+            theta = math.acos(max(-1.0, min(1.0, cosine)))
+            if theta > max_pair - window or theta < 4.0 * alpha_eps:
+                continue  # beyond the pair index, or too short to fix the roll
+            a_low, a_high = _mag_bins(query_mags[a], pattern_mag_tol, mag_min, bins)
+            b_low, b_high = _mag_bins(query_mags[b], pattern_mag_tol, mag_min, bins)
+            for bin_a in range(a_low, a_high + 1):
+                for bin_b in range(b_low, b_high + 1):
+                    group = bin_a * bins + bin_b if bin_a <= bin_b else bin_b * bins + bin_a
+                    start, end = group_start[group], group_start[group + 1]
+                    if start == end:
+                        continue
+                    low = start + np.searchsorted(angle[start:end], theta - window)
+                    high = start + np.searchsorted(angle[start:end], theta + window, side="right")
+                    for p in range(low, high):
+                        for orientation in range(2):
+                            if (orientation == 0 and bin_a > bin_b) or (orientation == 1 and bin_a < bin_b):
+                                continue
+                            j = first[p] if orientation == 0 else second[p]
+                            l = second[p] if orientation == 0 else first[p]
+                            if not (
+                                _mag_ok(query_mags[a], catalog_mags[j], pattern_mag_tol)
+                                and _mag_ok(query_mags[b], catalog_mags[l], pattern_mag_tol)
+                            ):
+                                continue
+                            tried += 1
+                            rotation = _triad(query[a], query[b], vectors[j], vectors[l])
+                            # Score, starting with the stars just fainter than b (then wrapping
+                            # round), so that different star pairs probe with different stars. Give
+                            # up when the first `probe` of them all miss (a wrong rotation; were it
+                            # the right one, false stars among those probed, another star pair
+                            # probes others), or when the stars left cannot lift the score above
+                            # the bar.
+                            bar = max(scores[keep - 1], min_matches - 1, scores[0] // 2)
+                            score = 0
+                            misses = 0
+                            for i in range(n_query):
+                                current[i] = -1
+                            for step in range(n_query):
+                                if score + (n_query - step) <= bar:
+                                    score = -1
+                                    break
+                                i = (b + 1 + step) % n_query
+                                for axis in range(3):
+                                    rotated[axis] = (
+                                        rotation[axis, 0] * query[i, 0]
+                                        + rotation[axis, 1] * query[i, 1]
+                                        + rotation[axis, 2] * query[i, 2]
+                                    )
+                                match = _nearest_star(
+                                    rotated, alpha_eps, query_mags[i], mag_tol, vectors, catalog_mags,
+                                    grid_star, cell_start, bands, ra_cells,
+                                )
+                                if match >= 0:
+                                    current[i] = match
+                                    score += 1
+                                elif i != a and i != b:
+                                    misses += 1
+                                    if misses >= probe and score == 0:
+                                        score = -1
+                                        break
+                            if score <= bar:
+                                continue
+                            slot = keep - 1
+                            while slot > 0 and scores[slot - 1] < score:
+                                scores[slot] = scores[slot - 1]
+                                assignments[slot] = assignments[slot - 1]
+                                slot -= 1
+                            scores[slot] = score
+                            assignments[slot] = current
+                            if slot == 0:
+                                best_rotation = rotation
+                            if score >= enough:
+                                return scores[0], best_rotation, tried, assignments
+            if scores[0] >= enough or _now() > deadline:
+                return scores[0], best_rotation, tried, assignments
+    return scores[0], best_rotation, tried, assignments
 
 
 @numba.njit(cache=True)
@@ -204,11 +380,12 @@ def _grow_float(array, needed):
 
 @numba.njit(cache=True)
 def _branch_and_bound(
-    query, pair_query, pair_vectors, alpha_eps, min_matches, deadline, max_cubes, max_entries, use_matchlists
+    query, pair_query, pair_vectors, alpha_eps, incumbent, deadline, max_cubes, max_entries, use_matchlists
 ):
     """Best-first BnB over the pi-ball.
 
-    Returns (best axis-angle, best Q, status, cubes expanded, cubes queued, matchlist entries).
+    Only rotations with Q > incumbent are sought. Returns (best axis-angle, best Q (= incumbent and
+    a zero vector when nothing better exists), status, cubes expanded, cubes queued, matchlist entries).
 
     The queue is a bucket queue: bounds are integers 0..N, one LIFO stack per value, so push/pop are
     O(1) and ties go to the most recent (deepest) cube, which finds good incumbents early.
@@ -228,7 +405,6 @@ def _branch_and_bound(
     node_next = np.empty(1024, np.int32)
     stack_head = np.full(n_query + 1, -1, np.int32)
 
-    incumbent = min_matches - 1  # fewer matches are reported as no_result anyway: prune them
     best = np.zeros(3)
     root_bound = 0
     for p in range(n_pairs):
@@ -327,23 +503,29 @@ def compile_kernels() -> None:
     """
     tiny = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     indices = np.arange(3, dtype=np.int32)
-    _subcatalogue_pairs(
-        np.zeros((3, 2)), np.zeros(3), np.zeros(3), indices, np.zeros((3, 2)), np.zeros(3), 0.1, 1.0
+    cells = np.array([0, 3], np.int32)
+    _hypotheses(
+        tiny, np.zeros(3), np.zeros(3), indices, indices, np.zeros(2, np.int64), 0.0, 1, 0.5, tiny,
+        np.zeros(3), indices, cells, 1, 1, 0.01, 1.0, 3, 3, 2, 4, 3, time.perf_counter() + 1.0,
     )
-    _branch_and_bound(tiny, indices, tiny, 0.01, 3, time.perf_counter() + 1.0, 1000, 1000, True)
+    _branch_and_bound(tiny, indices, tiny, 0.01, 2, time.perf_counter() + 1.0, 1000, 1000, True)
+    _nearest_under(np.eye(3), tiny, np.zeros(3), 0.01, 1.0, tiny, np.zeros(3), indices, cells, 1, 1)
     axis_angle_to_matrix(np.zeros(3))
 
 
 @dataclass
 class SearchOutcome:
-    """Result of rotation_search, with the work it took."""
+    """Result of rotation_search / robust_search, with the work it took."""
 
-    rotation: np.ndarray | None  # 3x3 camera -> ICRS at the best cube centre; None if Q < min_matches
-    matches: int  # Q of the best rotation (Eq. 10); 0 when no rotation reaches min_matches
+    rotation: np.ndarray | None  # 3x3 camera -> ICRS at the best cube centre; None if nothing beat the incumbent
+    matches: int  # Q of that rotation (Eq. 10); 0 when rotation is None
     status: int  # OPTIMAL, TIME_BUDGET or MEMORY_LIMIT
     cubes_expanded: int
     cubes_queued: int
     matchlist_entries: int
+    pairs: int = 0  # sub-catalogue pairs searched
+    rounds: int = 1  # robust_search: hypotheses tried
+    false_alarms: float = 0.0  # robust_search: chance_alignments of the answer
 
 
 def rotation_search(
@@ -360,9 +542,10 @@ def rotation_search(
     """Maximise Q(R) (Eq. 10) by best-first branch-and-bound with the bound of Eq. 7.
 
     query: (N, 3) camera unit vectors; pair_query / pair_vectors: the sub-catalogue pairs (query
-    index, sorted ascending) and their catalogue unit vectors; alpha_eps in radians. Rotations with
-    fewer than min_matches matches are not sought. Stops at the time budget, or when the queued
-    cubes (44 bytes each) or their matchlists (4 bytes per entry) outgrow the caps.
+    index, sorted ascending) and their catalogue unit vectors; alpha_eps in radians. Only rotations
+    with at least min_matches matches are sought (the incumbent starts at min_matches - 1). Stops
+    at the time budget, or when the queued cubes (44 bytes each) or their matchlists (4 bytes per
+    entry) outgrow the caps.
     """
     if pair_query.size == 0:
         return SearchOutcome(None, 0, OPTIMAL, 0, 0, 0)
@@ -371,7 +554,7 @@ def rotation_search(
         np.ascontiguousarray(pair_query, dtype=np.int32),
         np.ascontiguousarray(pair_vectors, dtype=np.float64),
         float(alpha_eps),
-        int(min_matches),
+        int(min_matches) - 1,
         time.perf_counter() + time_budget_s,
         int(max_cubes),
         int(max_matchlist_entries),
@@ -385,7 +568,97 @@ def rotation_search(
         int(expanded),
         int(queued),
         int(entries),
+        int(pair_query.size),
     )
+
+
+def robust_search(
+    query: np.ndarray,
+    query_mags: np.ndarray,
+    catalog,
+    alpha_eps: float,
+    mag_tolerance: float,
+    time_budget_s: float,
+    min_matches: int = 3,
+    keep: int = 8,
+    pattern_stars: int = PATTERN_STARS,
+    exhaustive: bool = True,
+) -> SearchOutcome:
+    """The rotation with the most query stars within alpha_eps of a magnitude-compatible catalogue
+    star (Eq. 10), by branch and bound over sub-catalogues that quick hypotheses propose.
+
+    No geometric pre-filter decides alone what the search may consider. Hypotheses (_hypotheses)
+    take query star pairs, brightest first, and try *every* catalogue pair of compatible magnitudes
+    and separation: as soon as two of the brightest detections are real catalogue stars, the true
+    attitude is among the rotations tried, whatever else the detector lost or added. The `keep`
+    best hypotheses give each query star its candidate catalogue stars S_i; the branch and bound
+    (Eq. 7, 10) then finds, provably, the rotation that aligns the most of them, starting from the
+    best hypothesis as incumbent lower bound so it prunes at once. A hypothesis is a rotation from
+    two noisy stars; the search's optimum is the rotation consistent with all of them at once.
+
+    pattern_stars: hypotheses from pairs of that many brightest stars; exhaustive=False skips the
+    second, unprobed pass (a quick look, e.g. at each field-of-view scale). The outcome's
+    false_alarms estimates how many rotations among those tried would align as many stars by
+    chance (chance_alignments).
+    """
+    started = time.perf_counter()
+    index, grid = catalog.pairs(), catalog.grid()
+    n_query = len(query)
+    enough = min(n_query, max(min_matches, ENOUGH_MATCHES))
+    # First pass: wrong rotations dropped after PROBE_STARS misses, fast; if no hypothesis got
+    # `enough` stars (false stars among the brightest can make the probe drop the right one too),
+    # a second pass scores every rotation in full.
+    tried = 0
+    for probe in (PROBE_STARS, n_query) if exhaustive else (PROBE_STARS,):
+        best, best_rotation, count, assignments = _hypotheses(
+            query, query_mags, index.angle, index.first, index.second, index.group_start,
+            index.mag_min, index.bins, index.max_pair_rad, catalog.vectors, catalog.magnitudes,
+            grid.star, grid.cell_start, grid.bands, grid.ra_cells, float(alpha_eps),
+            float(mag_tolerance), int(min_matches), int(enough), int(keep), int(probe),
+            int(pattern_stars), started + time_budget_s,
+        )
+        tried += int(count)
+        if best >= enough:
+            break
+    if best < min_matches:
+        status = TIME_BUDGET if time.perf_counter() - started > time_budget_s else OPTIMAL
+        return SearchOutcome(None, 0, status, 0, 0, 0, 0, tried)
+    # S_i: what the kept hypotheses matched, plus, under the best one, the nearest catalogue star
+    # within HYPOTHESIS_REACH alpha_eps: a rotation from two noisy stars can miss stars at the
+    # field's edge that the optimal rotation aligns.
+    nearby, _, _ = nearest_under(
+        best_rotation, query, query_mags, catalog, HYPOTHESIS_REACH * alpha_eps, mag_tolerance
+    )
+    candidates = np.vstack([assignments, nearby[None, :].astype(np.int32)])
+    query_index, catalog_index = np.nonzero(candidates.T >= 0)  # grouped by query star
+    pairs = np.unique(
+        np.column_stack([query_index, candidates.T[query_index, catalog_index]]), axis=0
+    )
+    remaining = time_budget_s - (time.perf_counter() - started)
+    outcome = rotation_search(
+        query,
+        pairs[:, 0].astype(np.int32),
+        catalog.vectors[pairs[:, 1]],
+        alpha_eps,
+        max(remaining, 0.0),
+        min_matches=max(min_matches, int(best) - 1),
+    )
+    outcome.rounds = tried
+    if outcome.rotation is not None:
+        outcome.false_alarms = chance_alignments(tried, n_query, outcome.matches, alpha_eps, len(catalog))
+    return outcome
+
+
+def chance_alignments(rotations: int, stars: int, matches: int, alpha_eps: float, catalog_size: int) -> float:
+    """Expected number of wrong rotations, among `rotations` pair hypotheses, that align `matches`
+    of `stars` query stars: each puts its pair on catalogue stars by construction, and each other
+    star lands within alpha_eps of one of catalog_size stars spread over the sky with probability
+    p = catalog_size (1 - cos alpha_eps) / 2, so it is rotations * C(stars - 2, matches - 2) *
+    p^(matches - 2). Magnitudes are left out: the estimate errs on the cautious side."""
+    if matches < 2:
+        return float(rotations)
+    chance = catalog_size * (1.0 - math.cos(alpha_eps)) / 2.0
+    return float(rotations * math.comb(max(stars - 2, 0), matches - 2) * chance ** (matches - 2))
 
 
 def objective(

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from starid.catalog import (
+    DEFAULT_MAG_LIMIT,
     DEFAULT_MIN_SEPARATION_DEG,
+    MAG_BIN_WIDTH,
     StarCatalog,
     build_catalog,
-    close_pair_members,
     propagate_proper_motion,
     read_hipparcos,
 )
@@ -23,25 +24,57 @@ def catalog() -> StarCatalog:
 
 
 def test_keeps_visible_stars_as_unit_vectors_sorted_by_hip(catalog):
-    assert 4000 < len(catalog) < 5000  # ~4,560 Hipparcos stars have Hp <= 6
-    assert catalog.magnitudes.max() <= 6.0
+    assert 13_000 < len(catalog) < 14_000  # ~13,940 Hipparcos stars have Hp <= 7, a few merged
+    assert catalog.magnitudes.max() <= DEFAULT_MAG_LIMIT
     assert np.all(np.diff(catalog.hip) > 0)
     np.testing.assert_allclose(np.linalg.norm(catalog.vectors, axis=1), 1.0, atol=1e-12)
     assert 9884 in catalog.hip  # Hamal (alpha Ari), Hp 2.2, single
 
 
-def test_unresolvable_doubles_are_removed_both_members(catalog):
-    raw = read_hipparcos()
-    visible = raw["mag"] <= 6.0
-    ra, dec = raw["ra"][visible], raw["dec"][visible]
-    vectors = np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
-    doubles = raw["hip"][visible][close_pair_members(vectors, DEFAULT_MIN_SEPARATION_DEG)]
-    assert len(doubles) > 20  # there are such pairs to remove
-    assert not np.isin(doubles, catalog.hip).any()
+def test_close_pairs_become_one_blob_at_the_flux_weighted_centre(catalog):
+    raw = build_catalog(min_separation_deg=0.0)
     cosines = catalog.vectors @ catalog.vectors.T
     np.fill_diagonal(cosines, -1.0)
-    closest_deg = math.degrees(math.acos(cosines.max()))
-    assert closest_deg >= DEFAULT_MIN_SEPARATION_DEG
+    assert math.degrees(math.acos(cosines.max())) >= DEFAULT_MIN_SEPARATION_DEG * 0.999
+    assert 20 < len(raw) - len(catalog) < 400  # merged members
+    # A merged entry: the brightest member's HIP, the summed flux, between its members.
+    own = raw.magnitudes[np.searchsorted(raw.hip, catalog.hip)]
+    brighter = np.flatnonzero(catalog.magnitudes < own - 1e-9)  # entries that gained a member's light
+    assert 20 < len(brighter) < 400
+    hip = catalog.hip[brighter[0]]
+    entry, star = np.searchsorted(catalog.hip, hip), np.searchsorted(raw.hip, hip)
+    members = np.flatnonzero(raw.vectors @ raw.vectors[star] >= math.cos(math.radians(DEFAULT_MIN_SEPARATION_DEG)))
+    assert len(members) >= 2 and raw.magnitudes[star] == raw.magnitudes[members].min()
+    total = -2.5 * np.log10((10 ** (-0.4 * raw.magnitudes[members])).sum())
+    assert catalog.magnitudes[entry] == pytest.approx(total, abs=1e-9) or len(members) > 2
+    assert catalog.vectors[entry] @ raw.vectors[star] > math.cos(math.radians(DEFAULT_MIN_SEPARATION_DEG))
+
+
+def test_pair_index_holds_every_close_pair_in_its_magnitude_group():
+    small = build_catalog(mag_limit=4.0)
+    index = small.pairs(max_pair_deg=15.0)
+    cosines = np.clip(small.vectors @ small.vectors.T, -1, 1)
+    expected = {(i, j) for i, j in zip(*np.nonzero(np.triu(np.arccos(cosines) <= math.radians(15.0), 1)))}
+    got = {(min(a, b), max(a, b)) for a, b in zip(index.first, index.second)}
+    assert got == expected and len(got) > 1000
+    bins = np.floor((small.magnitudes - index.mag_min) / MAG_BIN_WIDTH).astype(int)
+    for group in range(index.bins * index.bins):
+        start, end = index.group_start[group], index.group_start[group + 1]
+        assert np.all(np.diff(index.angle[start:end]) >= 0)
+        assert np.all(bins[index.first[start:end]] * index.bins + bins[index.second[start:end]] == group)
+    np.testing.assert_allclose(
+        index.angle, np.arccos(np.einsum("ij,ij->i", small.vectors[index.first], small.vectors[index.second])), atol=1e-9
+    )
+
+
+def test_sky_grid_files_every_star_in_its_cell(catalog):
+    grid = catalog.grid()
+    assert sorted(grid.star) == list(range(len(catalog)))
+    cells = np.repeat(np.arange(grid.bands * grid.ra_cells), np.diff(grid.cell_start))
+    dec = np.arcsin(catalog.vectors[grid.star, 2])
+    ra = np.arctan2(catalog.vectors[grid.star, 1], catalog.vectors[grid.star, 0]) % (2 * math.pi)
+    np.testing.assert_array_equal(cells // grid.ra_cells, np.minimum(((dec + math.pi / 2) / math.pi * grid.bands).astype(int), grid.bands - 1))
+    np.testing.assert_array_equal(cells % grid.ra_cells, np.minimum((ra / (2 * math.pi) * grid.ra_cells).astype(int), grid.ra_cells - 1))
 
 
 def test_triplet_features_are_the_two_nearest_neighbour_angles(catalog):

@@ -1,216 +1,269 @@
-"""Benchmark of ROSIA against the paper's Sec. V: three noise sweeps on simulated scenes.
+"""`astroloc bench starid`: ROSIA on frames as a star tracker's detector reports them, beside
+tetra3rs on the same scenes in the same run, then the paper's Sec. V sweeps.
 
-    markdown = starid.bench.run(scenes_per_setting=500, seed=0)
+    markdown = service.bench.starid.run(scenes_per_setting=1500, paper_scenes=300, seed=0)
 
-Each sweep varies one source of error with the other two at zero: positional noise 0-2 px
-(Gaussian sigma per axis, 1 px = 0.0137 deg), magnitude noise 0-1 (Gaussian sigma), false stars
-0-10 per scene. Outcome of a scene: "success" = identified, >= 3 stars named and none wrongly;
-"false positive" = identified with at least one wrong name (a false star named, or a wrong HIP);
-"no result" otherwise (including scenes with fewer than 3 stars in view). Runtimes are wall-clock
-per identify call (numba compilation excluded), on whatever CPU runs it.
+Sensor scenes (starid.simulate.simulate_sensor_scene): Hipparcos to Hp 8.5 as the sky, a 14 x 14
+deg field on 1024 x 1024 px at a uniformly random attitude, stars closer than 2 px merged into one
+blob at their flux-weighted centre, Gaussian noise on positions and magnitudes, detection by
+*observed* magnitude <= 6 (fainter stars appear, catalogue stars drop out), false stars at random
+pixels with the detected stars' magnitudes; optionally radial distortion and a field-of-view error.
+Both solvers run with their default tolerances, told the nominal field of view.
 
-Tolerances follow the noise as a tuned star tracker would ("best configuration" in the paper):
-alpha_eps = max(0.0275 deg, 2 sigma_pos) and mag_tolerance = max(1.2, 2 sigma_mag).
+Judged by attitude, as the issue asks: a frame is identified when the returned attitude's
+boresight lies within 0.5 deg of the truth and its roll within 1 deg; a returned attitude outside
+that is a false positive; no answer is a no result. Times: wall-clock and CPU time of the call as
+the caller sees it, for both solvers alike (numba compilation and database loading excluded).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from starid.catalog import StarCatalog, build_catalog
-from starid.geometry import nearest_neighbour_angles, pixels_to_vectors, rotation_angle_deg
-from starid.identify import (
-    DEFAULT_ALPHA_EPS_DEG,
-    DEFAULT_MAG_TOLERANCE,
-    identify_pixels,
-)
-from starid.rosia import compile_kernels, rotation_search, subcatalogue_pairs
-from starid.simulate import Scene, simulate_scene
+from starid.geometry import rotation_angle_deg
+from starid.identify import DEFAULT_ALPHA_EPS_DEG, DEFAULT_MAG_TOLERANCE, identify_pixels, warm_up
+from starid.simulate import Scene, build_sky, simulate_scene, simulate_sensor_scene
 
 FOV_DEG = 14.0
 IMAGE_PX = 1024
-PIXEL_DEG = FOV_DEG / IMAGE_PX  # 0.0137 deg
-SWEEPS = {
-    "Positional noise": ("position_noise_px", "sigma (px)", (0.0, 0.5, 1.0, 1.5, 2.0)),
-    "Magnitude noise": ("mag_noise", "sigma (mag)", (0.0, 0.25, 0.5, 0.75, 1.0)),
-    "False stars": ("false_stars", "false stars", (0, 2, 4, 6, 8, 10)),
+BORESIGHT_LIMIT_DEG = 0.5
+ROLL_LIMIT_DEG = 1.0
+
+# The five settings of issue 17, then the optional effects (one at a time on the first setting).
+SENSOR_SETTINGS = (
+    ("1 px, 0.3 mag", {"position_noise_px": 1.0, "mag_noise": 0.3}),
+    ("2 px, 0.3 mag", {"position_noise_px": 2.0, "mag_noise": 0.3}),
+    ("1 px, 0.3 mag, 5 false stars", {"position_noise_px": 1.0, "mag_noise": 0.3, "false_stars": 5}),
+    ("1 px, 0.3 mag, 10 false stars", {"position_noise_px": 1.0, "mag_noise": 0.3, "false_stars": 10}),
+    ("1 px, 0.6 mag", {"position_noise_px": 1.0, "mag_noise": 0.6}),
+)
+OPTIONAL_SETTINGS = (
+    ("1 px, 0.3 mag, radial k1 = 0.002", {"position_noise_px": 1.0, "mag_noise": 0.3, "radial_k1": 0.002}),
+    ("1 px, 0.3 mag, FOV 3% larger than told", {"position_noise_px": 1.0, "mag_noise": 0.3, "fov_error": 0.03}),
+    ("1 px, 0.3 mag, FOV 5% smaller than told", {"position_noise_px": 1.0, "mag_noise": 0.3, "fov_error": -0.05}),
+    ("1 px, 0.3 mag, FOV 15% off (must fail)", {"position_noise_px": 1.0, "mag_noise": 0.3, "fov_error": 0.15}),
+)
+PAPER_SWEEPS = {
+    "Positional noise": ("position_noise_px", "sigma (px)", (0.0, 1.0, 2.0)),
+    "Magnitude noise": ("mag_noise", "sigma (mag)", (0.0, 0.5, 1.0)),
+    "False stars": ("false_stars", "false stars", (0, 5, 10)),
 }
 
 
-def tolerances_for(position_noise_px: float, mag_noise: float) -> tuple[float, float]:
-    """(alpha_eps_deg, mag_tolerance) for a noise level: 2 sigma, never below the defaults."""
-    alpha_eps_deg = max(DEFAULT_ALPHA_EPS_DEG, 2.0 * position_noise_px * PIXEL_DEG)
-    return alpha_eps_deg, max(DEFAULT_MAG_TOLERANCE, 2.0 * mag_noise)
-
-
 @dataclass
-class SettingStats:
-    """Outcomes of the scenes of one setting."""
+class Outcomes:
+    """Outcomes of one solver on the scenes of one setting."""
 
-    success: int = 0
+    identified: int = 0
     false_positive: int = 0
     no_result: int = 0
-    runtimes_ms: list[float] = field(default_factory=list)
-    attitude_errors_arcsec: list[float] = field(default_factory=list)
-    boresight_errors_arcsec: list[float] = field(default_factory=list)
+    wall_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    boresight_arcsec: list[float] = field(default_factory=list)
 
     @property
     def scenes(self) -> int:
-        return self.success + self.false_positive + self.no_result
+        return self.identified + self.false_positive + self.no_result
+
+    def add(self, rotation: np.ndarray | None, truth: np.ndarray, wall_ms: float, cpu_ms: float) -> None:
+        self.wall_ms.append(wall_ms)
+        self.cpu_ms.append(cpu_ms)
+        if rotation is None:
+            self.no_result += 1
+            return
+        boresight, roll = attitude_errors_deg(rotation, truth)
+        if boresight <= BORESIGHT_LIMIT_DEG and roll <= ROLL_LIMIT_DEG:
+            self.identified += 1
+            self.boresight_arcsec.append(3600.0 * boresight)
+        else:
+            self.false_positive += 1
 
     def percent(self, count: int) -> str:
         return f"{100.0 * count / max(self.scenes, 1):.1f}%"
 
-    def row(self, label: str) -> str:
-        """One markdown table row."""
-        times = np.array(self.runtimes_ms) if self.runtimes_ms else np.array([np.nan])
-        attitude = np.median(self.attitude_errors_arcsec) if self.attitude_errors_arcsec else np.nan
-        boresight = np.median(self.boresight_errors_arcsec) if self.boresight_errors_arcsec else np.nan
-        return (
-            f"| {label} | {self.scenes} | {self.percent(self.success)} | {self.percent(self.no_result)} | "
-            f"{self.percent(self.false_positive)} | {times.mean():.2f} | {np.median(times):.2f} | "
-            f"{np.percentile(times, 90):.2f} | {boresight:.1f} | {attitude:.1f} |"
-        )
-
-
-TABLE_HEADER = (
-    "| {label} | scenes | ID rate | no result | false positive | mean ms | median ms | p90 ms "
-    '| boresight err. (") | attitude err. (") |\n|---|---|---|---|---|---|---|---|---|---|'
-)
-
-
-def score_scene(
-    catalog: StarCatalog, scene: Scene, stats: SettingStats, alpha_eps_deg: float, mag_tolerance: float
-) -> None:
-    """Identify one scene and add its outcome to stats."""
-    if len(scene.hip) < 3:
-        stats.no_result += 1
-        return
-    result = identify_pixels(
-        catalog,
-        scene.pixels,
-        scene.image_width,
-        scene.image_height,
-        scene.fov_deg,
-        scene.mags,
-        alpha_eps_deg=alpha_eps_deg,
-        mag_tolerance=mag_tolerance,
-    )
-    stats.runtimes_ms.append(result.runtime_ms)
-    if result.status != "identified":
-        stats.no_result += 1
-        return
-    named = np.array([-1 if hip is None else hip for hip in result.hip])
-    if np.any((named >= 0) & (named != scene.hip)):
-        stats.false_positive += 1
-        return
-    stats.success += 1
-    stats.attitude_errors_arcsec.append(3600.0 * rotation_angle_deg(result.rotation, scene.rotation))
-    cosine = float(np.clip(result.rotation[:, 2] @ scene.rotation[:, 2], -1.0, 1.0))
-    stats.boresight_errors_arcsec.append(3600.0 * math.degrees(math.acos(cosine)))
-
-
-def run_setting(
-    catalog: StarCatalog,
-    scenes: int,
-    rng: np.random.Generator,
-    position_noise_px: float = 0.0,
-    mag_noise: float = 0.0,
-    false_stars: int = 0,
-) -> SettingStats:
-    """Simulate and score `scenes` scenes of one noise setting."""
-    alpha_eps_deg, mag_tolerance = tolerances_for(position_noise_px, mag_noise)
-    stats = SettingStats()
-    for _ in range(scenes):
-        scene = simulate_scene(
-            catalog, rng, FOV_DEG, IMAGE_PX, IMAGE_PX, position_noise_px, mag_noise, int(false_stars)
-        )
-        score_scene(catalog, scene, stats, alpha_eps_deg, mag_tolerance)
-    return stats
-
-
-def spatial_index_report(catalog: StarCatalog, scenes: int, rng: np.random.Generator) -> str:
-    """Markdown: sub-catalogue sizes and search time with and without matchlists (1 px noise).
-
-    The measurement behind replacing the paper's per-query-star R-tree by matchlist scans.
-    """
-    compile_kernels()  # rotation_search is timed directly here, not through identify
-    alpha_eps = math.radians(DEFAULT_ALPHA_EPS_DEG)
-    sizes, with_lists, without_lists, cubes_with, cubes_without = [], [], [], [], []
-    for _ in range(scenes):
-        scene = simulate_scene(catalog, rng, FOV_DEG, IMAGE_PX, IMAGE_PX, position_noise_px=1.0)
-        if len(scene.hip) < 3:
-            continue
-        query = pixels_to_vectors(scene.pixels, IMAGE_PX, IMAGE_PX, FOV_DEG)
-        pair_query, pair_catalog = subcatalogue_pairs(
-            nearest_neighbour_angles(query), scene.mags, catalog, alpha_eps, DEFAULT_MAG_TOLERANCE
-        )
-        sizes.extend(np.bincount(pair_query, minlength=len(query)))
-        for use_matchlists, times, cubes in (
-            (True, with_lists, cubes_with),
-            (False, without_lists, cubes_without),
-        ):
-            started = time.perf_counter()
-            outcome = rotation_search(
-                query,
-                pair_query,
-                catalog.vectors[pair_catalog],
-                alpha_eps,
-                10.0,
-                use_matchlists=use_matchlists,
-            )
-            times.append(1000.0 * (time.perf_counter() - started))
-            cubes.append(outcome.cubes_expanded)
-    sizes = np.array(sizes)
-    return "\n".join(
-        [
-            f"Sub-catalogue size per query star (Eq. 11, {len(with_lists)} scenes, 1 px noise, default "
-            f"tolerances): mean {sizes.mean():.1f}, median {np.median(sizes):.0f}, "
-            f"p99 {np.percentile(sizes, 99):.0f}, max {sizes.max()}.",
-            "",
-            "| rotation search | mean ms | median ms | p90 ms | mean cubes expanded |",
-            "|---|---|---|---|---|",
-            f"| matchlists (used) | {np.mean(with_lists):.2f} | {np.median(with_lists):.2f} | "
-            f"{np.percentile(with_lists, 90):.2f} | {np.mean(cubes_with):.0f} |",
-            f"| full sub-catalogue scan per cube | {np.mean(without_lists):.2f} | "
-            f"{np.median(without_lists):.2f} | {np.percentile(without_lists, 90):.2f} | "
-            f"{np.mean(cubes_without):.0f} |",
+    def cells(self) -> list[str]:
+        wall = np.array(self.wall_ms or [np.nan])
+        cpu = np.array(self.cpu_ms or [np.nan])
+        return [
+            self.percent(self.identified),
+            self.percent(self.false_positive),
+            f"{np.median(wall):.2f} / {np.percentile(wall, 99):.1f}",
+            f"{np.median(cpu):.2f} / {np.percentile(cpu, 99):.1f}",
         ]
+
+
+def attitude_errors_deg(rotation: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(boresight error, roll error) in degrees between two camera -> ICRS rotations."""
+    boresight = math.degrees(math.acos(float(np.clip(rotation[:, 2] @ truth[:, 2], -1.0, 1.0))))
+    # Roll: the rotation about the boresight left once the boresights are aligned.
+    relative = truth.T @ rotation
+    roll = abs(math.degrees(math.atan2(relative[1, 0] - relative[0, 1], relative[0, 0] + relative[1, 1])))
+    return boresight, roll
+
+
+def timed(call: Callable[[], object]) -> tuple[object, float, float]:
+    """(result, wall ms, CPU ms of this thread) of call()."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = call()
+    return result, 1000.0 * (time.perf_counter() - wall), 1000.0 * (time.thread_time() - cpu)
+
+
+def solve_rosia(catalog: StarCatalog, scene: Scene) -> np.ndarray | None:
+    """Our solver with its defaults: the rotation camera -> ICRS, None for no result."""
+    if len(scene.pixels) < 3:
+        return None
+    result = identify_pixels(
+        catalog, scene.pixels, scene.image_width, scene.image_height, scene.fov_deg, scene.mags
     )
+    return result.rotation if result.status == "identified" else None
 
 
-def run(scenes_per_setting: int = 500, seed: int = 0, catalog: StarCatalog | None = None) -> str:
-    """Run the three sweeps (and the spatial-index measurement) and return markdown tables."""
-    if scenes_per_setting < 1:
-        raise ValueError(f"scenes_per_setting must be >= 1, got {scenes_per_setting}")
-    catalog = catalog or build_catalog()
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    sections = [
-        f"Simulated scenes of the paper's Sec. V: {FOV_DEG:g} x {FOV_DEG:g} deg field, {IMAGE_PX} x "
-        f"{IMAGE_PX} px, catalogue of {len(catalog)} Hipparcos stars with Hp <= {catalog.mag_limit:g}, "
-        f"uniformly random attitudes, seed {seed}. One source of error per sweep, the others at zero; "
-        "alpha_eps = max(0.0275 deg, 2 sigma_pos), mag_tolerance = max(1.2, 2 sigma_mag). "
-        "ID rate: identified with >= 3 stars named and none wrong. Errors are medians over successes.",
-        "",
-        "Paper (C++, best configuration): ID rate 96.9-98.7% up to 1.5 px and 96.5% at 2 px; "
-        "99.4 / 95.1 / 82.1% at magnitude noise 0 / 0.5 / 1; 97.8 / 86 / 74.3% with 0 / 5 / 10 false "
-        "stars; 16 false positives in 11,000 scenes; ~16 ms per scene on average.",
+class Tetra3rs:
+    """tetra3rs (PyPI) with the issue's database: its bundled Gaia catalogue, 10-20 deg fields,
+    pattern_max_error 0.005. Centroids brightest first, origin at the image centre."""
+
+    def __init__(self, fov_max_error: float = 0.05) -> None:
+        import tetra3rs
+
+        self.version = tetra3rs.__version__
+        started = time.perf_counter()
+        self.database = tetra3rs.SolverDatabase.generate_from_gaia(
+            max_fov_deg=20.0, min_fov_deg=10.0, pattern_max_error=0.005
+        )
+        self.build_s = time.perf_counter() - started
+        self.fov_max_error = fov_max_error
+
+    def solve(self, scene: Scene) -> np.ndarray | None:
+        if len(scene.pixels) < 4:
+            return None
+        centroids = np.column_stack(
+            [
+                scene.pixels[:, 0] - 0.5 * scene.image_width,
+                scene.pixels[:, 1] - 0.5 * scene.image_height,
+                10.0 ** (-0.4 * scene.mags),
+            ]
+        )
+        centroids = centroids[np.argsort(-centroids[:, 2], kind="stable")]
+        result = self.database.solve_from_centroids(
+            centroids,
+            fov_estimate_deg=scene.fov_deg,
+            image_width=scene.image_width,
+            image_height=scene.image_height,
+            fov_max_error_deg=self.fov_max_error * scene.fov_deg,
+        )
+        if not result:
+            return None
+        return np.asarray(result.rotation_matrix_icrs_to_camera, dtype=np.float64).T
+
+
+def tetra3rs_or_none() -> Tetra3rs | None:
+    try:
+        return Tetra3rs()
+    except ImportError:
+        return None
+
+
+def sensor_section(
+    catalog: StarCatalog, sky: StarCatalog, peer: Tetra3rs | None, scenes: int, rng: np.random.Generator
+) -> list[str]:
+    """The side-by-side table on sensor scenes."""
+    peer_name = f"tetra3rs {peer.version}" if peer else "tetra3rs (not installed: pip install '.[bench]')"
+    lines = [
+        f"| setting | scenes | ours ID | {peer_name} ID | ours false pos. | tetra3rs false pos. | "
+        "ours ms wall median / p99 | tetra3rs ms wall median / p99 | ours ms CPU median / p99 | "
+        "tetra3rs ms CPU median / p99 | ours median boresight err. (\") |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for title, (parameter, label, values) in SWEEPS.items():
-        sections += ["", f"### {title}", "", TABLE_HEADER.format(label=label)]
+    settings = [(label, kwargs, True) for label, kwargs in SENSOR_SETTINGS]
+    settings += [(label, kwargs, False) for label, kwargs in OPTIONAL_SETTINGS]
+    for label, kwargs, _main in settings:
+        ours, theirs = Outcomes(), Outcomes()
+        for _ in range(scenes):
+            scene = simulate_sensor_scene(sky, rng, FOV_DEG, IMAGE_PX, IMAGE_PX, **kwargs)
+            rotation, wall, cpu = timed(lambda scene=scene: solve_rosia(catalog, scene))
+            ours.add(rotation, scene.rotation, wall, cpu)
+            if peer is not None:
+                rotation, wall, cpu = timed(lambda scene=scene: peer.solve(scene))
+                theirs.add(rotation, scene.rotation, wall, cpu)
+        o, t = ours.cells(), theirs.cells() if peer else ["-"] * 4
+        boresight = np.median(ours.boresight_arcsec) if ours.boresight_arcsec else float("nan")
+        lines.append(
+            f"| {label} | {scenes} | {o[0]} | {t[0]} | {o[1]} | {t[1]} | {o[2]} | {t[2]} | {o[3]} | "
+            f"{t[3]} | {boresight:.0f} |"
+        )
+    return lines
+
+
+def paper_section(catalog: StarCatalog, scenes: int, rng: np.random.Generator) -> list[str]:
+    """The paper's Sec. V sweeps (catalogue-exact scenes), default tolerances, judged by attitude."""
+    lines = []
+    for title, (parameter, label, values) in PAPER_SWEEPS.items():
+        lines += ["", f"#### {title}", "", f"| {label} | scenes | ID | false pos. | ms wall median / p99 |",
+                  "|---|---|---|---|---|"]
         for value in values:
-            stats = run_setting(catalog, scenes_per_setting, rng, **{parameter: value})
-            sections.append(stats.row(f"{value:g}"))
-    sections += [
+            stats = Outcomes()
+            for _ in range(scenes):
+                scene = simulate_scene(catalog, rng, FOV_DEG, IMAGE_PX, IMAGE_PX, **{parameter: value})
+                rotation, wall, cpu = timed(lambda scene=scene: solve_rosia(catalog, scene))
+                stats.add(rotation, scene.rotation, wall, cpu)
+            cells = stats.cells()
+            lines.append(f"| {value:g} | {scenes} | {cells[0]} | {cells[1]} | {cells[2]} |")
+    return lines
+
+
+def run(
+    scenes_per_setting: int = 1500,
+    paper_scenes: int = 300,
+    seed: int = 0,
+    catalog: StarCatalog | None = None,
+    with_peer: bool = True,
+) -> str:
+    """All sections as markdown."""
+    if scenes_per_setting < 1 or paper_scenes < 0:
+        raise ValueError("scenes_per_setting must be >= 1 and paper_scenes >= 0")
+    started = time.perf_counter()
+    catalog = catalog or build_catalog()
+    warm_up(catalog)
+    sky = build_sky()
+    peer = tetra3rs_or_none() if with_peer else None
+    rng = np.random.default_rng(seed)
+    sections = [
+        f"### Sensor scenes, ours beside tetra3rs (same scenes, same run)",
         "",
-        "### Spatial index",
+        f"{FOV_DEG:g} x {FOV_DEG:g} deg, {IMAGE_PX} x {IMAGE_PX} px, uniformly random attitudes, seed {seed}; "
+        f"sky: {len(sky)} Hipparcos stars to Hp 8.5; detection at observed magnitude <= 6; stars "
+        "closer than 2 px merged. Ours: ROSIA catalogue of "
+        f"{len(catalog)} entries (Hp <= {catalog.mag_limit:g}, pairs closer than "
+        f"{catalog.min_separation_deg:g} deg merged), default tolerances alpha_eps = "
+        f"{DEFAULT_ALPHA_EPS_DEG:g} deg, mag_tolerance = {DEFAULT_MAG_TOLERANCE:g}. "
+        + (
+            f"tetra3rs {peer.version}: `SolverDatabase.generate_from_gaia(max_fov_deg=20, "
+            f"min_fov_deg=10, pattern_max_error=0.005)` ({peer.database.num_stars} stars, "
+            f"{peer.database.num_patterns} patterns, built in {peer.build_s:.1f} s), solved with "
+            "the nominal FOV and fov_max_error 5%."
+            if peer
+            else "tetra3rs not installed."
+        ),
+        f"ID: boresight within {BORESIGHT_LIMIT_DEG:g} deg and roll within {ROLL_LIMIT_DEG:g} deg of the "
+        "truth; false pos.: an attitude returned outside that. The first five rows are the settings "
+        "of issue 17; the others add one effect each to the first.",
         "",
-        spatial_index_report(catalog, min(scenes_per_setting, 200), rng),
+        *sensor_section(catalog, sky, peer, scenes_per_setting, rng),
     ]
+    if paper_scenes:
+        sections += [
+            "",
+            "### The paper's Sec. V scenes (catalogue-exact), default tolerances",
+            "",
+            "Every catalogue star in view detected, no merging; one error source per sweep. Judged by "
+            "attitude as above.",
+            *paper_section(catalog, paper_scenes, rng),
+        ]
     sections += ["", f"Total benchmark time {time.perf_counter() - started:.0f} s."]
     return "\n".join(sections) + "\n"
