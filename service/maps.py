@@ -93,15 +93,21 @@ def footprint_collection(session: Session, photo_id: str) -> dict:
 
 def overlay_placement(session: Session, photo_id: str) -> dict:
     """Where the map lays the photo: the overlay image's URL (naming the footprint, so that a new
-    localization is a new URL) and its bounds (east > west, west in [-180, 180)), the area."""
+    localization is a new URL) and its bounds (east > west, west in [-180, 180)), the area, and
+    what the job that found the footprint said of its corners (per-corner uncertainty, km; None
+    when it gave none)."""
     _photo, footprint = localized_photo(session, photo_id)
     south, west, north, east = photo_overlay_bounds(footprint.geom)
+    job = crud.get_job(session, footprint.job_id) if footprint.job_id else None
+    result = (job.result or {}) if job is not None else {}
     return {
         "photo_id": photo_id,
         "footprint_id": footprint.id,
+        "job_id": footprint.job_id,
         "image_url": f"/photos/{photo_id}/overlay.png?footprint={footprint.id}",
         "bounds": {"south": south, "west": west, "north": north, "east": east},
         "area_km2": round(geodesic_area_km2(footprint.geom), 1),
+        "corner_uncertainty_km": result.get("corner_uncertainty_km"),
     }
 
 

@@ -176,9 +176,13 @@ def test_uploading_a_demo_world_photo_draws_its_footprint(localize_world, tmp_pa
         table = page.inner_text("#photo-table")
         assert "km²" in table and "confidence" in table
         links = page.eval_on_selector_all("#photo-links a", "links => links.map(a => [a.textContent, a.href])")
-        assert [text for text, _ in links] == ["JSON", "GeoJSON", "PNG"]
+        assert [text for text, _ in links] == ["JSON", "GeoJSON", "PNG", "job"]
         for _text, href in links:
             assert page.request.get(href).ok, href
+        job = page.request.get(dict(links)["job"]).json()
+        assert job["status"] == "finished" and job["result"]["localized"] is True
+        if job["result"].get("corner_uncertainty_km"):
+            assert "corner uncertainty" in table and " km" in table
         geojson = page.request.get(dict(links)["GeoJSON"]).json()
         drawn = shape(geojson["features"][0]["geometry"])
         assert footprint_iou(drawn, photo.truth) >= 0.5

@@ -57,8 +57,9 @@ def test_without_a_tile_database_the_map_says_why(sqlite_settings, tmp_path):
         assert client.get("/tiles/0/0/0.jpg").status_code == 404
 
 
-def _store_photo(settings, tmp_path, corners, photo_id="P1"):  # noqa: ANN001, ANN202
-    """A photo whose top-left quarter is red (the rest blue) and its footprint from 4 corners."""
+def _store_photo(settings, tmp_path, corners, photo_id="P1", corner_uncertainty_km=None):  # noqa: ANN001, ANN202
+    """A photo whose top-left quarter is red (the rest blue) and its footprint from 4 corners,
+    found by a finished localize job (that gave ``corner_uncertainty_km``)."""
     rgb = np.zeros((200, 300, 3), np.uint8)
     rgb[...] = (0, 0, 255)
     rgb[:100, :150] = (255, 0, 0)
@@ -67,16 +68,21 @@ def _store_photo(settings, tmp_path, corners, photo_id="P1"):  # noqa: ANN001, A
     with session_scope(settings.resolved_database_url) as session:
         session.add(Photo(photo_id=photo_id, image_path=str(path), image_sha256="0" * 64, status="localized"))
         session.flush()
-        crud.add_footprint(session, photo_id, footprint_polygon(corners), method="earthmatch-sift", confidence=0.8, inliers=40)
+        job = crud.create_job(session, "localize", {}, photo_id=photo_id)
+        job.status = "finished"
+        job.result = {"localized": True, "corner_uncertainty_km": corner_uncertainty_km}
+        crud.add_footprint(session, photo_id, footprint_polygon(corners), method="earthmatch-sift",
+                           confidence=0.8, inliers=40, job_id=job.id)
         session.commit()
 
 
 def test_a_photo_overlay_lies_on_its_footprint(sqlite_settings, tmp_path):
     # LL, UL, UR, LR: an upright box 10..20 N, 30..42 E.
-    _store_photo(sqlite_settings, tmp_path, [(10, 30), (20, 30), (20, 42), (10, 42)])
+    _store_photo(sqlite_settings, tmp_path, [(10, 30), (20, 30), (20, 42), (10, 42)], corner_uncertainty_km=[3.5, 4, 6.25, 5])
     with _client(sqlite_settings) as client:
         placement = client.get("/photos/P1/overlay.json").json()
         assert placement["bounds"] == pytest.approx({"south": 10, "west": 30, "north": 20, "east": 42})
+        assert placement["corner_uncertainty_km"] == [3.5, 4, 6.25, 5] and placement["job_id"]
         assert 1_000_000 < placement["area_km2"] < 1_600_000
         answer = client.get(placement["image_url"])
         assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
@@ -104,7 +110,9 @@ def test_a_photo_overlay_lies_on_its_footprint(sqlite_settings, tmp_path):
 def test_an_overlay_across_the_antimeridian_is_placed_east_beyond_180(sqlite_settings, tmp_path):
     _store_photo(sqlite_settings, tmp_path, [(-20, 175), (-10, 175), (-10, -173), (-20, -173)], photo_id="FIJI")
     with _client(sqlite_settings) as client:
-        bounds = client.get("/photos/FIJI/overlay.json").json()["bounds"]
+        placement = client.get("/photos/FIJI/overlay.json").json()
+        assert placement["corner_uncertainty_km"] is None  # the job gave none
+        bounds = placement["bounds"]
         assert bounds["west"] == pytest.approx(175) and bounds["east"] == pytest.approx(187)
         overlay = cv2.imdecode(np.frombuffer(client.get("/photos/FIJI/overlay.png").content, np.uint8), cv2.IMREAD_UNCHANGED)
         # Stored split at 180, the footprint no longer says which vertex is which photo corner:

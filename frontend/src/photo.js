@@ -69,6 +69,12 @@ export function createPhotoView(map) {
     table.append(row("captured", photo.captured_at ? new Date(photo.captured_at).toISOString().replace(".000", "") : "unknown"));
     if (photo.nadir) table.append(row("nadir", `${photo.nadir.lat.toFixed(3)}, ${photo.nadir.lon.toFixed(3)}`));
     if (placement) table.append(row("area", formatValue("area_km2", placement.area_km2)));
+    const corners = placement && placement.corner_uncertainty_km;
+    if (Array.isArray(corners) && corners.length === 4) {
+      // Photo corners top-left, top-right, bottom-right, bottom-left (90% of answers lie within).
+      const names = ["TL", "TR", "BR", "BL"];
+      table.append(row("corner uncertainty", corners.map((km, i) => `${names[i]} ${km == null ? "?" : km.toFixed(1)}`).join(", ") + " km"));
+    }
     if (props.confidence != null) table.append(row("confidence", props.confidence.toFixed(3)));
     if (props.inliers != null) table.append(row("inliers", String(props.inliers)));
     if (props.method) table.append(row("method", props.method));
@@ -96,6 +102,7 @@ export function createPhotoView(map) {
       link(`/photos/${id}/footprint.geojson`, "GeoJSON");
       link(`/photos/${id}/footprint.png`, "PNG");
     }
+    if (placement && placement.job_id) link(`/jobs/${encodeURIComponent(placement.job_id)}`, "job");
 
     if (placement) {
       const b = placement.bounds;
