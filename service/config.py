@@ -127,14 +127,14 @@ class Settings(BaseSettings):
 
     # --- star identification ------------------------------------------------------------------
     starid_time_budget_s: float = Field(2.0, gt=0)
-    starid_mag_limit: float = 6.0
-    # starid/ (issue 5): defaults of POST /star-id's optional fields and of the catalogue build.
+    starid_mag_limit: float = Field(7.0, description="Catalogue build: faintest Hipparcos magnitude (issue 17).")
+    # starid/ (issues 5, 17): defaults of POST /star-id's optional fields and of the catalogue build.
     starid_alpha_eps_deg: float = Field(
-        0.0275, gt=0, le=1, description="Angular match tolerance; ~2 sigma of the centroid noise."
+        0.06, gt=0, le=1, description="Angular match tolerance; holds for 0-2 px of centroid noise at 14 deg / 1024 px."
     )
-    starid_mag_tolerance: float = Field(1.2, gt=0, le=20, description="Magnitude match tolerance.")
+    starid_mag_tolerance: float = Field(1.8, gt=0, le=20, description="Magnitude match tolerance (0-0.6 mag noise).")
     starid_min_separation_deg: float = Field(
-        0.1, ge=0, lt=5, description="Catalogue build: closer pairs are unresolvable doubles, removed."
+        0.03, ge=0, lt=5, description="Catalogue build: closer stars merge into one blob, as a detector sees them."
     )
 
     @field_validator("api_keys", mode="before")

@@ -41,7 +41,9 @@ def active_star_catalog(settings: Settings):  # noqa: ANN201
     from starid import StarCatalog, warm_up
 
     found = artifacts.active_artifact(settings, "star-catalog")
-    if found is None:
+    wanted = {"mag_limit": settings.starid_mag_limit, "min_separation_deg": settings.starid_min_separation_deg}
+    if found is None or {key: (found[0].config or {}).get(key) for key in wanted} != wanted:
+        # None yet, or one built with other limits (e.g. the mag-6 catalogue before issue 17).
         publish_star_catalog(settings)
         found = artifacts.active_artifact(settings, "star-catalog")
     version, path = found
@@ -61,6 +63,35 @@ def identify_stars(settings: Settings, request: dict) -> dict:
         request,
         alpha_eps_deg=settings.starid_alpha_eps_deg,
         mag_tolerance=settings.starid_mag_tolerance,
+        time_budget_s=settings.starid_time_budget_s,
+    )
+    return result.to_dict()
+
+
+def identify_frame(
+    settings: Settings,
+    data: bytes,
+    fov_deg: float,
+    sigma_threshold: float | None = None,
+    psf_sigma_px: float | None = None,
+    alpha_eps_deg: float | None = None,
+) -> dict:
+    """Detect and identify the stars of an encoded frame (PNG, JPEG, TIFF, FITS; 8/16-bit): the
+    centroid answer plus the centroids with their identifications. ValueError on a bad frame."""
+    from starid import identify_image
+    from starid.centroids import DEFAULT_PSF_SIGMA_PX, DEFAULT_SIGMA_THRESHOLD
+
+    if len(data) > settings.max_upload_bytes:
+        raise ValueError(f"the frame is larger than {settings.max_upload_bytes} bytes")
+    if not isinstance(fov_deg, (int, float)) or not 0.0 < fov_deg < 180.0:
+        raise ValueError(f"fov_deg must lie strictly between 0 and 180 degrees, got {fov_deg!r}")
+    result = identify_image(
+        active_star_catalog(settings),
+        data,
+        fov_deg,
+        sigma_threshold=DEFAULT_SIGMA_THRESHOLD if sigma_threshold is None else sigma_threshold,
+        psf_sigma_px=DEFAULT_PSF_SIGMA_PX if psf_sigma_px is None else psf_sigma_px,
+        alpha_eps_deg=settings.starid_alpha_eps_deg if alpha_eps_deg is None else alpha_eps_deg,
         time_budget_s=settings.starid_time_budget_s,
     )
     return result.to_dict()

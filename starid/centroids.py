@@ -34,6 +34,7 @@ HOT_PIXEL_NEIGHBOUR_FRACTION = 0.2  # a star's brightest neighbour holds >= ~40%
 STREAK_ELONGATION = 4.0  # ratio of the second-moment axes beyond which a blob is a streak
 MAX_STAR_AREA_PX = 2500
 MAX_STARS = 200
+PLATEAU_PIXELS = 3
 MAX_FRAME_PIXELS = 64_000_000
 FITS_MAGIC = b"SIMPLE  ="
 
@@ -206,7 +207,13 @@ def detect_stars(
     if not 0.3 <= psf_sigma_px <= 20.0:
         raise ValueError(f"psf_sigma_px must lie in [0.3, 20], got {psf_sigma_px}")
     pixels = frame.pixels
-    saturated_mask = pixels >= 0.995 * frame.saturation_level if math.isfinite(frame.saturation_level) else None
+    # A camera that saturates below its container's ceiling (12 bits in 16, a full well reached
+    # first) shows it as a plateau: several pixels at exactly the frame's maximum.
+    saturation = frame.saturation_level
+    top = float(pixels.max())
+    if top < saturation and np.count_nonzero(pixels >= top) >= PLATEAU_PIXELS and top > 2 * np.median(pixels) + 1:
+        saturation = top
+    saturated_mask = pixels >= 0.995 * saturation if math.isfinite(saturation) else None
     background = estimate_background(pixels)
     residual = pixels - background
     noise = max(_robust_sigma(residual[:: max(1, residual.shape[0] // 512), :: max(1, residual.shape[1] // 512)]), 1e-9)

@@ -68,6 +68,7 @@ QUICK_PATTERN_STARS = 6  # the quick look at each scale: hypotheses from the 6 b
 # as many stars by chance (rosia.chance_alignments).
 MAX_FALSE_ALARMS = 1e-3
 IMAGE_IDENTIFY_STARS = 100  # identify_image names the brightest 100 centroids, lists them all
+IMAGE_ZERO_POINT_SLACK = 1.0  # mag: the zero point of a frame guessed from star counts (see there)
 
 
 @dataclass
@@ -147,7 +148,7 @@ def identify_pixels(
     # A quick look at the given field of view, then at scales around it (FOV_SCALES), then the
     # full search at the given one: a field of view given up to 5% off is still identified, one
     # farther off gets a no_result that says so.
-    identified = []
+    identified, tried = [], []
     for scale in FOV_SCALES:
         vectors = pixels_to_vectors(points, image_width, image_height, fov_deg * scale)
         result = _identify_checked(
@@ -158,8 +159,10 @@ def identify_pixels(
             if scale == 1.0:
                 break
         elif result.reason and "time budget" in result.reason:
-            return result
-    if not identified:
+            break
+        else:
+            tried.append(scale)
+    if not identified and 1.0 in tried:
         vectors = pixels_to_vectors(points, image_width, image_height, fov_deg)
         result = _identify_checked(catalog, vectors, mags, alpha_eps_deg, mag_tolerance, time_budget_s, started)
         if result.status == "identified":
@@ -171,14 +174,20 @@ def identify_pixels(
         result.fov_deg = result.fov_deg or fov_deg
         result.runtime_ms = 1000.0 * (time.perf_counter() - started)
         return result
-    if result.reason and "time budget" in result.reason:
-        return result
-    low, high = min(FOV_SCALES), max(FOV_SCALES)
-    result.reason = (
-        f"{result.reason}, at the given field of view of {fov_deg:g} deg nor at any from "
-        f"{low * fov_deg:.4g} to {high * fov_deg:.4g} deg: fov_deg is probably wrong (more than 5% "
-        "off), or the frame holds too few catalogue stars"
+    fovs = [fov_deg * scale for scale in tried]
+    searched = (
+        f"from {min(fovs):.4g} to {max(fovs):.4g} deg" if len(fovs) > 1 else f"at {fov_deg:g} deg only"
     )
+    if result.reason and "time budget" in result.reason:
+        result.reason = (
+            f"no match at fields of view {searched} before the time budget of {time_budget_s:g} s ran "
+            f"out (given: {fov_deg:g} deg): fov_deg may be wrong, or the frame holds too few catalogue stars"
+        )
+    else:
+        result.reason = (
+            f"{result.reason}, at the given field of view of {fov_deg:g} deg nor at any {searched}: "
+            "fov_deg is probably wrong (more than 5% off), or the frame holds too few catalogue stars"
+        )
     result.runtime_ms = 1000.0 * (time.perf_counter() - started)
     return result
 
@@ -318,8 +327,11 @@ def _identify_checked(
         raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
     alpha_eps = math.radians(alpha_eps_deg)
 
-    # Brightest first (unknown magnitudes last, in input order): the search stars.
-    search = np.argsort(np.where(np.isnan(query_mags), np.inf, query_mags), kind="stable")[:SEARCH_STARS]
+    # Brightest first: the search stars. A star of unknown magnitude keeps its place in the input
+    # order (ranked with the brightest given before it): callers list stars brightest first.
+    running = np.fmin.accumulate(query_mags)
+    rank = np.where(np.isnan(query_mags), np.where(np.isnan(running), -np.inf, running), query_mags)
+    search = np.argsort(rank, kind="stable")[:SEARCH_STARS]
     remaining = time_budget_s - (time.perf_counter() - started)
     outcome = robust_search(
         np.ascontiguousarray(query[search]),
@@ -429,14 +441,15 @@ def identify_image(
     sigma_threshold: float = DEFAULT_SIGMA_THRESHOLD,
     psf_sigma_px: float = DEFAULT_PSF_SIGMA_PX,
     alpha_eps_deg: float = DEFAULT_ALPHA_EPS_DEG,
+    mag_tolerance: float = DEFAULT_MAG_TOLERANCE,
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
 ) -> ImageStarIdResult:
     """Star identification from a frame: the encoded file (PNG, JPEG, TIFF, FITS; 8 or 16 bit), a
     2-D array or a Frame -> centroids (starid.centroids.detect_stars) -> identify_pixels.
 
     fov_deg: horizontal field of view (up to 5% off is handled). The brightest
-    IMAGE_IDENTIFY_STARS centroids are identified; a frame's fluxes carry no zero point, so the
-    search runs without magnitudes, in order of flux. ValueError on an unreadable frame or bad
+    IMAGE_IDENTIFY_STARS centroids are identified, with magnitudes from their fluxes and a zero
+    point guessed from star counts (_zero_point_from_counts; saturated stars: unknown magnitude). ValueError on an unreadable frame or bad
     parameters; a frame with fewer than 3 detections is a no_result that says so.
     """
     frame = read_frame(image) if isinstance(image, (bytes, bytearray, memoryview)) else image
@@ -451,24 +464,45 @@ def identify_image(
             f"noise ({detection.noise:.3g} counts); at least 3 are needed"
         )
         return ImageStarIdResult(_no_result(reason, len(detection), started), detection, np.full(len(detection), np.nan))
+    instrumental = -2.5 * np.log10(np.maximum(detection.flux, 1e-12))
+    guessed = instrumental[:count] + _zero_point_from_counts(catalog, detection, fov_deg, instrumental)
+    guessed[detection.saturated[:count]] = np.nan  # a saturated star's flux is only a lower bound
     result = identify_pixels(
         catalog,
         np.clip(detection.xy[:count], 0.0, [frame.width, frame.height]),
         frame.width,
         frame.height,
         fov_deg,
-        None,
+        guessed,
         alpha_eps_deg=alpha_eps_deg,
+        mag_tolerance=mag_tolerance + IMAGE_ZERO_POINT_SLACK,
         time_budget_s=time_budget_s,
     )
     result.hip = result.hip + [None] * (len(detection) - count)
-    instrumental = -2.5 * np.log10(np.maximum(detection.flux, 1e-12))
     mags = np.full(len(detection), np.nan)
     named = [i for i, hip in enumerate(result.hip) if hip is not None and not detection.saturated[i]]
     if named:
         catalogue_mags = catalog.magnitudes[np.searchsorted(catalog.hip, [result.hip[i] for i in named])]
         mags = instrumental + float(np.median(catalogue_mags - instrumental[named]))
     return ImageStarIdResult(result, detection, mags)
+
+
+def _zero_point_from_counts(catalog: StarCatalog, detection: Detection, fov_deg: float, instrumental: np.ndarray) -> float:
+    """The magnitude zero point of a frame from star counts: the k-th brightest detection is
+    taken to be as bright as the k-th brightest catalogue star expected in a field of that solid
+    angle at the sky's average density. Off by the field's density contrast (the Milky Way holds ~3
+    times the average, ~1 mag), hence IMAGE_ZERO_POINT_SLACK."""
+    focal = 0.5 * detection.width / math.tan(math.radians(fov_deg) / 2.0)
+    solid_angle_sr = detection.width * detection.height / focal**2
+    expected = np.arange(1, len(catalog) + 1) * solid_angle_sr / (4.0 * math.pi)  # stars brighter than mag
+    by_brightness = np.sort(catalog.magnitudes)
+    usable = np.flatnonzero(~detection.saturated)
+    usable = usable[usable < 0.8 * expected[-1]]  # ranks the catalogue still covers
+    if usable.size == 0:
+        return 0.0
+    ranks = np.arange(len(detection))[usable] + 0.5
+    catalogue_mags = np.interp(ranks, expected, by_brightness)
+    return float(np.median(catalogue_mags - instrumental[usable]))
 
 
 def assign_catalog_stars(

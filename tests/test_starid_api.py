@@ -71,3 +71,90 @@ def test_star_id_cli(sqlite_settings, scene, tmp_path, monkeypatch):
         assert bad.exit_code == 2 and "not valid JSON" in bad.output
     finally:
         get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    from starid.simulate import build_sky, render_frame
+
+    return render_frame(build_sky(), np.random.default_rng(21), snr_at_mag6=10.0)
+
+
+def _png(frame) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", frame.image)[1].tobytes()
+
+
+def test_star_id_from_an_uploaded_frame_lists_centroids_with_names(api_client, rendered):
+    from service.bench.starid import attitude_errors_deg
+    from starid.geometry import quaternion_to_rotation
+
+    files = {"image": ("frame.png", _png(rendered), "image/png")}
+    response = api_client.post("/star-id", files=files, data={"fov_deg": "14.0", "psf_sigma_px": "1.2"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "identified"
+    rotation = quaternion_to_rotation(tuple(body["attitude"]["quaternion_wxyz"]))
+    boresight, roll = attitude_errors_deg(rotation, rendered.scene.rotation)
+    assert boresight < 0.05 and roll < 0.2
+    named = [c for c in body["centroids"] if c["hip"] is not None]
+    assert len(named) >= 8 and {"x", "y", "flux", "saturated", "mag", "index"} <= set(named[0])
+    assert body["detection"]["width"] == 1024 and body["detection"]["hot_pixels"] > 0
+
+
+@pytest.mark.parametrize(
+    "files, data, status, message",
+    [
+        ({"image": ("x.png", b"garbage bytes", "image/png")}, {"fov_deg": "14"}, 422, "not a readable"),
+        ({"image": ("x.png", b"", "image/png")}, {"fov_deg": "14"}, 422, "empty"),
+        ({"other": ("x.png", b"abc", "image/png")}, {"fov_deg": "14"}, 422, "image"),
+        (None, {"fov_deg": "14"}, 422, "image"),
+        ("frame", {}, 422, "fov_deg"),
+        ("frame", {"fov_deg": "400"}, 422, "fov_deg"),
+        ("frame", {"fov_deg": "14", "colour": "red"}, 422, "colour"),
+    ],
+)
+def test_star_id_upload_errors_are_clear_4xx(api_client, rendered, files, data, status, message):
+    if files == "frame":
+        files = {"image": ("frame.png", _png(rendered), "image/png")}
+    if files is None:  # multipart with fields only
+        files = {"fov_deg": (None, "14")}
+        data = {}
+    response = api_client.post("/star-id", files=files, data=data)
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+def test_star_id_upload_with_a_wrong_field_of_view_says_why(api_client, rendered):
+    files = {"image": ("frame.png", _png(rendered), "image/png")}
+    body = api_client.post("/star-id", files=files, data={"fov_deg": "30"}).json()
+    assert body["status"] == "no_result" and "fov_deg" in body["reason"]
+    assert len(body["centroids"]) > 10  # the stars were detected
+
+
+def test_star_id_other_media_types_are_refused(api_client):
+    response = api_client.post("/star-id", content=b"x", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+
+
+def test_star_id_cli_reads_a_frame(sqlite_settings, rendered, tmp_path, monkeypatch):
+    from service.cli import app
+    from service.config import get_settings
+
+    monkeypatch.setenv("ASTROLOC_DATA_DIR", str(sqlite_settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        path = tmp_path / "frame.png"
+        path.write_bytes(_png(rendered))
+        result = CliRunner().invoke(app, ["star-id", str(path), "--fov-deg", "14", "--psf-sigma-px", "1.2"])
+        assert result.exit_code == 0, result.output
+        body = json.loads(result.output)
+        assert body["status"] == "identified" and any(c["hip"] for c in body["centroids"])
+        missing = CliRunner().invoke(app, ["star-id", str(path)])
+        assert missing.exit_code == 2 and "--fov-deg" in missing.output
+        path.write_bytes(b"\x89PNG broken")
+        broken = CliRunner().invoke(app, ["star-id", str(path), "--fov-deg", "14"])
+        assert broken.exit_code == 2 and "not a readable" in broken.output
+    finally:
+        get_settings.cache_clear()

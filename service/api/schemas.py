@@ -107,5 +107,16 @@ class StarIdIn(BaseModel):
     image_width: int | None = None
     image_height: int | None = None
     fov_deg: float | None = Field(None, description="Horizontal field of view, degrees.")
-    alpha_eps_deg: float | None = Field(None, description="Match tolerance (default 0.0275°).")
-    mag_tolerance: float | None = Field(None, description="Magnitude tolerance (default 1.2).")
+    alpha_eps_deg: float | None = Field(None, description="Match tolerance (default 0.06°).")
+    mag_tolerance: float | None = Field(None, description="Magnitude tolerance (default 1.8).")
+
+
+class StarIdImageIn(BaseModel):
+    """The form fields that come with a frame (multipart field `image`) to POST /star-id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fov_deg: float = Field(..., gt=0, lt=180, description="Horizontal field of view, degrees (up to 5% off is handled).")
+    sigma_threshold: float | None = Field(None, ge=1, le=100, description="Detection threshold in noise sigmas (default 5).")
+    psf_sigma_px: float | None = Field(None, ge=0.3, le=20, description="PSF sigma in pixels, the matched filter (default 1).")
+    alpha_eps_deg: float | None = Field(None, gt=0, le=1, description="Match tolerance (default 0.06°).")
