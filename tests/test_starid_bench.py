@@ -44,8 +44,9 @@ def test_outcomes_judge_by_attitude():
 
 
 def test_run_reports_every_setting_and_the_paper_sweeps(catalog):
-    report = bench.run(scenes_per_setting=2, paper_scenes=1, seed=1, catalog=catalog, with_peer=False)
+    report = bench.run(scenes_per_setting=2, paper_scenes=1, seed=1, catalog=catalog, with_peer=False, frames=1)
     assert "### Sensor scenes" in report and "### The paper's Sec. V scenes" in report
+    assert "### From rendered images" in report
     sensor_rows = [line for line in report.splitlines() if line.startswith("| 1 px") or line.startswith("| 2 px")]
     assert len(sensor_rows) == len(bench.SENSOR_SETTINGS) + len(bench.OPTIONAL_SETTINGS)
     assert all(line.split("|")[2].strip() == "2" for line in sensor_rows)

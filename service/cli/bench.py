@@ -38,15 +38,20 @@ def model(
 
 @app.command()
 def starid(
-    scenes: int = typer.Option(2000, help="Simulated scenes per setting."),
+    scenes: int = typer.Option(1500, help="Sensor scenes per setting of issue 17."),
+    optional_scenes: int = typer.Option(300, help="Sensor scenes per optional setting (distortion, FOV error)."),
+    paper_scenes: int = typer.Option(300, help="Scenes per setting of the paper's Sec. V sweeps (0: skip)."),
+    frames: int = typer.Option(100, help="Rendered frames per SNR for star-ID from images (0: skip)."),
+    peer: bool = typer.Option(True, help="Run tetra3rs (pip install '.[bench]') on the same scenes."),
     seed: int = typer.Option(0),
     write: bool = typer.Option(True, help="Write the tables to docs/benchmarks.md."),
 ) -> None:
-    """ROSIA on the paper's Sec. V simulations: ID rate, no-result, false positives, runtime."""
+    """ROSIA on sensor-like scenes beside tetra3rs, from rendered images, and on the paper's Sec. V."""
     from service.bench import starid as bench
 
-    _report("starid", "Star identification (ROSIA), paper Sec. V setup",
-            bench.run(scenes_per_setting=scenes, seed=seed), write)
+    markdown = bench.run(scenes_per_setting=scenes, optional_scenes=optional_scenes, paper_scenes=paper_scenes,
+                         frames=frames, with_peer=peer, seed=seed)
+    _report("starid", "Star identification (ROSIA) beside tetra3rs", markdown, write)
 
 
 @app.command()
