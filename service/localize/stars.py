@@ -59,6 +59,8 @@ _CHECK_GRID = 24
 _CLEAR_SKY_TANGENT_KM = 150.0  # above the airglow: the solution's "surely sky"
 _EARTH_RADIUS_KM = 6371.0
 DEFAULT_STARID_BUDGET_S = 2.0
+# A circular Gaussian error holds its true point within sqrt(ln 10) times its rms radius 90% of the time.
+R90_PER_SIGMA = math.sqrt(math.log(10.0))
 
 
 def fov_from_lens(focal_mm: float, sensor_width_mm: float = FULL_FRAME_WIDTH_MM) -> float:
@@ -142,6 +144,69 @@ def sky_mask(grey: np.ndarray) -> np.ndarray:
     return cv2.erode(sky.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
 
 
+def _stars_in_sky(grey: np.ndarray, sky: np.ndarray, min_stars: int) -> tuple[str | None, np.ndarray, np.ndarray]:
+    """Centroids and fluxes of the stars inside the sky mask, and the reason to stop if too few."""
+    if sky.mean() < MIN_SKY_FRACTION:
+        return f"no sky above the limb in the frame ({sky.mean():.1%} of it looks like space)", np.empty((0, 2)), np.empty(0)
+    detection = detect_stars(frame_from_array(grey))
+    rows = np.clip(detection.xy[:, 1].astype(int), 0, grey.shape[0] - 1)
+    cols = np.clip(detection.xy[:, 0].astype(int), 0, grey.shape[1] - 1)
+    in_sky = sky[rows, cols] if len(detection) else np.zeros(0, bool)
+    xy, flux = detection.xy[in_sky], detection.flux[in_sky]
+    if len(xy) < min_stars:
+        return f"only {len(xy)} stars detected above the limb, {min_stars} needed for the star path", xy, flux
+    return None, xy, flux
+
+
+def count_sky_stars(image_rgb: np.ndarray, min_stars: int = DEFAULT_MIN_STARS) -> tuple[int, str | None]:
+    """Stars detected above the limb, and why the star path cannot be taken (None: it can): the
+    quick look POST /localize takes to choose the path in ``auto``."""
+    grey = _grey(image_rgb)
+    refusal, xy, _ = _stars_in_sky(grey, sky_mask(grey), min_stars)
+    return len(xy), refusal
+
+
+def _grey(image_rgb: np.ndarray) -> np.ndarray:
+    grey = np.asarray(image_rgb, dtype=np.float64)
+    return grey.mean(axis=2) if grey.ndim == 3 else grey
+
+
+def lens_from_exif(image_data: bytes) -> LensGuess | None:
+    """The field of view from the photo's EXIF: the 35 mm-equivalent focal length, or the focal
+    length with the focal-plane resolution (the sensor's width), or the focal length alone on a
+    full-frame body (the ISS's Nikons); None when EXIF says nothing of the lens."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(image_data)) as image:
+            exif = image.getexif()
+            width_px = image.width
+    except Exception:  # noqa: BLE001 (an unreadable EXIF block is no lens information)
+        return None
+    details = exif.get_ifd(0x8769) if exif else {}
+    focal = _positive(details.get(0x920A))  # FocalLength, mm
+    equivalent = _positive(details.get(0xA405))  # FocalLengthIn35mmFilm
+    if equivalent:
+        return LensGuess((fov_from_lens(equivalent),), "exif")
+    if not focal:
+        return None
+    resolution, unit = _positive(details.get(0xA20E)), details.get(0xA210)  # FocalPlaneXResolution, unit
+    unit_mm = {2: 25.4, 3: 10.0, 4: 1.0}.get(int(unit)) if unit else None
+    if resolution and unit_mm:
+        return LensGuess((fov_from_lens(focal, width_px / resolution * unit_mm),), "exif")
+    return LensGuess((fov_from_lens(focal),), "exif")
+
+
+def _positive(value) -> float | None:  # noqa: ANN001
+    try:
+        number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
 def locate_by_stars(
     image_rgb: np.ndarray,
     when: datetime,
@@ -155,8 +220,7 @@ def locate_by_stars(
     """Localize a night photo by its stars (see the module docstring); never raises for a photo
     that cannot be localized: the outcome says why."""
     started = time.perf_counter()
-    grey = np.asarray(image_rgb, dtype=np.float64)
-    grey = grey.mean(axis=2) if grey.ndim == 3 else grey
+    grey = _grey(image_rgb)
     height, width = grey.shape
     sky = sky_mask(grey)
     outcome = StarPathOutcome(localized=False, reason=None, sky_fraction=round(float(sky.mean()), 4))
@@ -166,15 +230,10 @@ def locate_by_stars(
         outcome.runtime_s = round(time.perf_counter() - started, 3)
         return outcome
 
-    if outcome.sky_fraction < MIN_SKY_FRACTION:
-        return refuse(f"no sky above the limb in the frame ({outcome.sky_fraction:.1%} of it looks like space)")
-    detection = detect_stars(frame_from_array(grey))
-    in_sky = sky[np.clip(detection.xy[:, 1].astype(int), 0, height - 1), np.clip(detection.xy[:, 0].astype(int), 0, width - 1)] \
-        if len(detection) else np.zeros(0, bool)
-    xy, flux = detection.xy[in_sky], detection.flux[in_sky]
+    refusal, xy, flux = _stars_in_sky(grey, sky, min_stars)
     outcome.detected = len(xy)
-    if len(xy) < min_stars:
-        return refuse(f"only {len(xy)} stars detected above the limb, {min_stars} needed for the star path")
+    if refusal:
+        return refuse(refusal)
 
     identified = None
     failures = []
@@ -244,3 +303,4 @@ def _check_solution(camera_vectors, rotation_ecef, state: IssState, image: Pinho
                                 f"{ground_as_sky:.0%} of the frame the solution puts on the ground looks like space "
                                 f"(at most {MAX_GROUND_AS_SKY:.0%})"))
     return checks
+
