@@ -1,10 +1,10 @@
 """Screenshots of the web map for the README, taken with Debian's headless chromium.
 
-    python scripts/screenshots.py http://127.0.0.1:8000 [--photo ID] [--out docs/screenshots]
+    python scripts/screenshots.py http://127.0.0.1:8000 [--photo ID] [--upload PHOTO --time T] [--out DIR]
 
 Against a running service with photos on it (`make demo` leaves one serving): `map.jpg`, the map
-framed on every stored footprint, and `photo.jpg`, one photo's page (by default the most confident
-footprint). The browser is driven by playwright's Python client; nothing is downloaded.
+framed on every stored footprint, `photo.jpg`, one photo's page (by default the most confident
+footprint), and with --upload, `upload.jpg`: a photo localized through the Localize panel. The browser is driven by playwright's Python client; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="the service's base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--photo", help="photo id for photo.jpg (default: the most confident footprint)")
+    parser.add_argument("--upload", type=Path, help="also upload.jpg: this photo sent through the Localize panel")
+    parser.add_argument("--time", help="its capture time (ISO 8601 with zone), for --upload")
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     args = parser.parse_args()
     base = args.base.rstrip("/")
@@ -77,6 +79,20 @@ def main() -> None:
                                " return i && i.complete && i.naturalWidth > 0 })()")
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(args.out / "photo.jpg"), quality=85)
+
+        if args.upload:
+            page.goto(f"{base}/#tab=upload")
+            page.reload()
+            page.wait_for_selector("body[data-ready=true]")
+            page.set_input_files("#upload-file", str(args.upload))
+            if args.time:
+                page.fill("#upload-time", args.time)
+            page.click("#upload-submit")
+            page.wait_for_selector("#upload-status[data-state=localized], #upload-status[data-state=not-localized],"
+                                   " #upload-status[data-state=refused]", timeout=600_000)
+            page.click("#tabs button[data-tab=upload]")  # the outcome, beside the photo drawn on the map
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(args.out / "upload.jpg"), quality=85)
         browser.close()
     print(f"wrote {args.out / 'map.jpg'} ({len(features)} footprints) and {args.out / 'photo.jpg'} ({photo})")
 

@@ -25,6 +25,7 @@ export function createUploadPanel({ map, spec, onLocalized, onKeyRejected }) {
     focal.title = "this service's POST /localize has no focal-length field";
   }
   const context = L.layerGroup().addTo(map);
+  map.createPane("iss").style.zIndex = 470; // above the photo laid on the map
   let droppedFile = null;
 
   fileInput.addEventListener("change", () => {
@@ -63,7 +64,7 @@ export function createUploadPanel({ map, spec, onLocalized, onKeyRejected }) {
     }
     const iss = search.iss_position;
     if (iss && iss.lat != null) {
-      L.circleMarker([iss.lat, iss.lon], { radius: 7, color: "#fff", weight: 2, fillColor: "#ef4444", fillOpacity: 1, className: "iss-position" })
+      L.circleMarker([iss.lat, iss.lon], { radius: 7, color: "#fff", weight: 2, fillColor: "#ef4444", fillOpacity: 1, className: "iss-position", pane: "iss" })
         .bindTooltip(`ISS at capture time (${iss.source || "TLE"}${iss.alt_km ? `, ${Math.round(iss.alt_km)} km` : ""})`)
         .addTo(context);
     }
