@@ -137,6 +137,13 @@ def test_page_loads_with_no_console_error_and_no_external_request(localize_world
         assert tiles and all(u.startswith(f"{base}/tiles/") for u in tiles)
         assert page.inner_text("#footprint-count") == "0 footprints in view"
         assert page.is_hidden("#key-form")  # no keys on this service: nothing to ask
+        # Fields are offered only when this service's API takes them (read from /openapi.json).
+        spec = page.request.get(f"{base}/openapi.json").json()
+        form = spec["components"]["schemas"]["LocalizeForm"]["properties"]
+        assert page.is_disabled("#upload-focal") == (not any("focal" in name for name in form))
+        star_id_images = [p for p, item in spec["paths"].items() if p.startswith("/star-id") and "post" in item
+                          and "multipart/form-data" in item["post"].get("requestBody", {}).get("content", {})]
+        assert (page.get_attribute("#starid-image-row", "hidden") is not None) == (not star_id_images)
         page.wait_for_timeout(500)  # late tile or footprint requests
         assert view.errors == []
         assert view.external_requests() == []
@@ -158,8 +165,10 @@ def test_uploading_a_demo_world_photo_draws_its_footprint(localize_world, tmp_pa
         view = open_page(base)
         page = view.page
         _upload(page, photo.image_path, time=photo.capture_time, **{"photo-id": photo.photo_id})
-        # Search region and ISS position are drawn as soon as POST /localize answers.
+        # Search region, candidate tiles and ISS position are drawn as soon as POST /localize answers.
         page.wait_for_selector(".iss-position", timeout=60_000)
+        assert page.query_selector("path.search-region") is not None
+        assert len(page.query_selector_all("path.candidate-tile")) >= 1
         page.wait_for_selector("#upload-status[data-state=localized], #upload-status[data-state=not-localized]",
                                timeout=settings.job_timeout_s * 1000)
         outcome = page.inner_text("#upload-outcome")
@@ -251,13 +260,14 @@ def test_with_api_keys_a_wrong_key_is_shown_as_such(sqlite_settings, tmp_path, o
         assert page.inner_text("#key-state") == "key set"
 
 
-def test_star_id_shows_the_attitude_and_the_identified_stars(sqlite_settings, open_page):
+def test_star_id_shows_the_attitude_and_the_identified_stars(sqlite_settings, open_page, tmp_path):
     import json
 
+    import cv2
     import numpy as np
 
     from starid import build_catalog
-    from starid.simulate import simulate_scene
+    from starid.simulate import build_sky, render_frame, simulate_scene
 
     catalog = build_catalog()
     rng = np.random.default_rng(7)
@@ -280,3 +290,21 @@ def test_star_id_shows_the_attitude_and_the_identified_stars(sqlite_settings, op
         page.click("#starid-form button[type=submit]")
         page.wait_for_selector("#starid-result.refused")
         assert "not JSON" in page.inner_text("#starid-result")
+
+        # A frame image: the service detects the stars, the chart shows the frame under them.
+        rendered = render_frame(build_sky(), np.random.default_rng(21), snr_at_mag6=10.0)
+        frame_path = tmp_path / "frame.png"
+        frame_path.write_bytes(cv2.imencode(".png", rendered.image)[1].tobytes())
+        page.set_input_files("#starid-image", str(frame_path))
+        page.click("#starid-form button[type=submit]")
+        page.wait_for_selector("#starid-result.refused")
+        assert "field of view" in page.inner_text("#starid-result")
+        page.fill("#starid-fov", "14")
+        page.click("#starid-form button[type=submit]")
+        page.wait_for_selector("#starid-result.localized, #starid-result.not-localized, #starid-result.refused", timeout=180_000)
+        text = page.inner_text("#starid-result")
+        assert "status: identified" in text and "stars detected in the 1024 × 1024 frame" in text, text
+        labels = page.eval_on_selector_all("#sky text.hip", "t => t.map(e => e.textContent)")
+        truth = {f"HIP {int(h)}" for h in rendered.scene.hip if h > 0}
+        assert len(labels) >= 3 and set(labels) <= truth
+        assert page.query_selector("#sky image") is not None

@@ -54,12 +54,12 @@ export function createUploadPanel({ map, spec, onLocalized, onKeyRejected }) {
     context.clearLayers();
     if (!search) return;
     if (search.region) {
-      L.geoJSON(search.region, { style: { color: "#60a5fa", weight: 1.5, fillOpacity: 0.06, dashArray: "6 4" }, interactive: false })
+      L.geoJSON(search.region, { style: { color: "#60a5fa", weight: 1.5, fillOpacity: 0.06, dashArray: "6 4", className: "search-region" }, interactive: false })
         .addTo(context);
     }
     for (const candidate of candidates || []) {
       if (candidate.footprint) {
-        L.geoJSON(candidate.footprint, { style: { color: "#94a3b8", weight: 1, fillOpacity: 0 }, interactive: false }).addTo(context);
+        L.geoJSON(candidate.footprint, { style: { color: "#94a3b8", weight: 1, fillOpacity: 0, className: "candidate-tile" }, interactive: false }).addTo(context);
       }
     }
     const iss = search.iss_position;
