@@ -4,11 +4,15 @@ A TLE file holds many element sets, each as two 69-character lines, optionally p
 name line (three-line form; Space-Track prefixes it with ``0 ``). Every line is checked on its
 own (length, line number, fixed columns, numeric fields, modulo-10 checksum) so that one bad
 line is reported with its line number and reason while the valid element sets around it are
-still returned.
+still returned. An element set that parses must also describe a possible low-Earth orbit
+(:func:`orbit_problem`: eccentricity below 1 with the perigee above the ground, mean motion of a
+LEO, a real epoch, SGP4 propagating at the epoch): one impossible set stored would otherwise be
+the nearest TLE of every capture time around its epoch.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +26,14 @@ from geo.sky import require_aware
 
 TLE_LINE_LENGTH = 69
 SECONDS_PER_DAY = 86_400.0
+# Low-Earth orbit: a period under 128 min (> 11.25 rev/day); above ~17 rev/day an orbit is below
+# the atmosphere's top (the ISS flies at 15.5).
+LEO_MEAN_MOTION_REV_PER_DAY = (11.25, 17.0)
+MIN_PERIGEE_ALTITUDE_KM = 80.0  # lower, the satellite has re-entered
+EARTH_EQUATORIAL_RADIUS_KM = 6378.137
+EARTH_MU_KM3_S2 = 398_600.4418
+FIRST_EPOCH = datetime(1957, 10, 4, tzinfo=timezone.utc)  # Sputnik 1
+LAST_EPOCH = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 # Fixed-column layout of the two lines (1-based columns as in the NORAD documentation), each
 # field with the pattern it must match. Columns not listed must be blank.
@@ -127,8 +139,40 @@ def tle_from_lines(line1: str, line2: str, name: str | None = None) -> TLE:
         satrec = Satrec.twoline2rv(line1, line2)
     except ValueError as exc:  # sgp4's own parser has the last word on the numbers
         raise ValueError(f"sgp4 rejects the element set: {exc}") from None
+    problem = orbit_problem(satrec, line1)
+    if problem:
+        raise ValueError(f"impossible element set: {problem}")
     epoch = sat_epoch_datetime(satrec).astimezone(timezone.utc)
     return TLE(norad_id=int(satrec.satnum), name=name, epoch=epoch, line1=line1, line2=line2)
+
+
+def orbit_problem(satrec: Satrec, line1: str) -> str | None:
+    """Why a parsed element set cannot be a low-Earth orbit, or None: eccentricity >= 1 or a
+    perigee under MIN_PERIGEE_ALTITUDE_KM, mean motion outside LEO_MEAN_MOTION_REV_PER_DAY, an
+    epoch day that is not a day of a year, an epoch outside 1957-2100, SGP4 failing at the epoch."""
+    eccentricity = satrec.ecco
+    mean_motion = satrec.no_kozai * 1440.0 / (2 * math.pi)  # rad/min -> rev/day
+    low, high = LEO_MEAN_MOTION_REV_PER_DAY
+    if not low <= mean_motion <= high:
+        return (f"mean motion {mean_motion:.8g} rev/day is not a low-Earth orbit ({low:g}-{high:g} rev/day; "
+                "the ISS makes ~15.5)")
+    if not 0 <= eccentricity < 1:
+        return f"eccentricity {eccentricity:.7f} must be below 1"
+    semi_major_km = (EARTH_MU_KM3_S2 / (mean_motion * 2 * math.pi / SECONDS_PER_DAY) ** 2) ** (1 / 3)
+    perigee_km = semi_major_km * (1 - eccentricity) - EARTH_EQUATORIAL_RADIUS_KM
+    if perigee_km < MIN_PERIGEE_ALTITUDE_KM:
+        return (f"eccentricity {eccentricity:.7f} puts the perigee at {perigee_km:.0f} km, below "
+                f"{MIN_PERIGEE_ALTITUDE_KM:g} km")
+    day = float(line1[20:32])
+    if not 1 <= day < 367:  # day 366 of a common year is taken, as sgp4 does, as January 1st after
+        return f"epoch day {day:g} is not a day of a year (1 to 367 exclusive)"
+    epoch = sat_epoch_datetime(satrec).astimezone(timezone.utc)
+    if not FIRST_EPOCH <= epoch < LAST_EPOCH:
+        return f"epoch {epoch:%Y-%m-%d} lies outside {FIRST_EPOCH:%Y-%m-%d} - {LAST_EPOCH:%Y-%m-%d}"
+    error, position, _velocity = satrec.sgp4(satrec.jdsatepoch, satrec.jdsatepochF)
+    if error != 0 or not all(math.isfinite(v) for v in position):
+        return f"SGP4 cannot propagate it at its epoch (sgp4 error {error})"
+    return None
 
 
 def parse_tles(text: str) -> ParsedTLEs:

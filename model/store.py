@@ -1,7 +1,9 @@
 """The model store: a directory of immutable, content-addressed artifacts.
 
 Every artifact (network weights, ONNX graphs, the star catalogue, ...) is stored once under its
-sha256: ``<root>/objects/<sha[:2]>/<sha><suffix>``. Writers publish atomically (temporary file in
+sha256: ``<root>/objects/<sha[:2]>/<sha><suffix>``. Records name an artifact by that key relative to
+the root (:attr:`Artifact.key`) and :meth:`ModelStore.locate` finds it by content address, so the
+records stay valid whatever the working directory and wherever the store is mounted. Writers publish atomically (temporary file in
 the same directory tree, fsync, rename), so readers never see half a file; readers verify the
 checksum and refuse an artifact whose bytes changed. Which artifact is which model version, and
 which one is active, is recorded in the ``model_versions`` table (service/artifacts.py).
@@ -31,6 +33,12 @@ class Artifact:
     sha256: str
     path: Path
     size_bytes: int
+    key: str = ""  # the path relative to the store root, what records keep
+
+
+def artifact_key(sha256: str, suffix: str = "") -> str:
+    """An artifact's name inside any store: ``objects/<sha[:2]>/<sha><suffix>``."""
+    return f"objects/{sha256[:2]}/{sha256}{suffix}"
 
 
 class ModelStore:
@@ -40,7 +48,13 @@ class ModelStore:
         self._lock = Lock()
 
     def path_for(self, sha256: str, suffix: str = "") -> Path:
-        return self.root / "objects" / sha256[:2] / f"{sha256}{suffix}"
+        return self.root / artifact_key(sha256, suffix)
+
+    def locate(self, recorded: Path | str, sha256: str) -> Path:
+        """Where a recorded artifact lives in this store: by its content address (the sha256 and the
+        suffix of the recorded name). Records written before keys were relative (``var/models/...``,
+        taken from the working directory) resolve the same way."""
+        return self.path_for(sha256, Path(recorded).suffix)
 
     def put_file(self, source: Path, suffix: str | None = None) -> Artifact:
         """Copy ``source`` into the store (idempotent: the same bytes are stored once)."""
@@ -71,7 +85,7 @@ class ModelStore:
             os.chmod(tmp.name, 0o444)  # immutable from now on
             os.replace(tmp.name, final)  # atomic within one filesystem
             _fsync_dir(final.parent)
-        return Artifact(sha, final, final.stat().st_size)
+        return Artifact(sha, final, final.stat().st_size, artifact_key(sha, suffix))
 
     def put_bytes(self, data: bytes, suffix: str = "") -> Artifact:
         tmp_dir = self.root / "tmp"
@@ -83,15 +97,18 @@ class ModelStore:
         finally:
             os.unlink(tmp.name)
 
-    def verify(self, path: Path, sha256: str) -> Path:
-        """Return ``path`` if its bytes hash to ``sha256``; raise CorruptArtifactError otherwise.
+    def verify(self, recorded: Path | str, sha256: str) -> Path:
+        """The artifact's file in this store (:meth:`locate`) if its bytes hash to ``sha256``;
+        FileNotFoundError when it is missing, CorruptArtifactError when its bytes changed. Messages
+        name the artifact by its key, never by a server path.
 
         Hashing a large artifact takes a while, so a verified (path, size, mtime) is remembered for
         the life of the process.
         """
-        path = Path(path)
+        path = self.locate(recorded, sha256)
+        name = artifact_key(sha256, path.suffix)
         if not path.is_file():
-            raise FileNotFoundError(f"artifact {sha256[:12]} is missing from the store: {path}")
+            raise FileNotFoundError(f"artifact {sha256[:12]} is missing from the model store ({name})")
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         with self._lock:
@@ -100,7 +117,7 @@ class ModelStore:
         actual = sha256_file(path)
         if actual != sha256:
             raise CorruptArtifactError(
-                f"artifact {path} is corrupted: sha256 {actual[:12]}... expected {sha256[:12]}..."
+                f"artifact {name} is corrupted: sha256 {actual[:12]}... expected {sha256[:12]}..."
             )
         with self._lock:
             self._verified[key] = sha256

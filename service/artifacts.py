@@ -48,7 +48,7 @@ def publish(
             name=name,
             kind=kind,
             architecture=architecture,
-            path=str(artifact.path),
+            path=artifact.key,  # relative to the store root: valid wherever the store is mounted
             sha256=artifact.sha256,
             size_bytes=artifact.size_bytes,
             metrics=metrics or {},

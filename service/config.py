@@ -42,8 +42,39 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated keys; empty: write endpoints are open."
     )
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    # Limits of issue 18 (docs/operations.md, "Limits"): every one answers a documented 4xx/503.
+    # 60 MP holds the largest ISS cameras (Nikon Z9: 45.7 MP); an 11000 x 10000 PNG is refused.
     max_image_pixels: int = Field(
-        120_000_000, gt=0, description="Larger images are refused (decompression bombs)."
+        60_000_000, gt=0, description="Larger images are refused with 413 (decompression bombs)."
+    )
+    decode_max_side_px: int = Field(
+        1024, ge=256, le=16384, description="Uploads are decoded for retrieval at most this size (JPEG at "
+        "a reduced DCT scale); the stored file keeps every pixel."
+    )
+    max_concurrent_decodes: int = Field(2, ge=1, description="Uploads decoded at once by one API process.")
+    decode_wait_s: float = Field(
+        10.0, gt=0, description="An upload waits this long for a decode slot, then 503 with Retry-After."
+    )
+    request_body_idle_timeout_s: float = Field(
+        15.0, gt=0, description="A request body that stops arriving for this long is answered 408."
+    )
+    request_body_timeout_s: float = Field(
+        300.0, gt=0, description="A request body must arrive whole within this time, else 408."
+    )
+    max_queued_localize: int = Field(
+        64, ge=1, description="Queued localization jobs; beyond, POST /localize answers 429 + Retry-After."
+    )
+    max_queued_train: int = Field(2, ge=1, description="Queued training jobs; beyond, POST /train answers 429.")
+    max_queued_default: int = Field(64, ge=1, description="Queued selftest jobs; beyond, 429.")
+    queue_retry_after_s: int = Field(30, ge=1, description="Retry-After (s) of a 429 for a full queue.")
+    inline_train_workers: int = Field(
+        1, ge=1, description="Embedded mode: threads for training jobs, apart from localization's."
+    )
+    train_max_iterations: int = Field(100_000, ge=1, description="POST /train: most iterations (paper: 30k).")
+    train_max_batch: int = Field(256, ge=1, description="POST /train: most pairs / quadruplets per batch.")
+    train_max_threads: int = Field(64, ge=1, description="POST /train: most CPU threads of one run.")
+    public_reads: bool = Field(
+        False, description="With api_keys set: let GET of photos, footprints, pictures and jobs go without a key."
     )
 
     # --- orbit ---------------------------------------------------------------------------------

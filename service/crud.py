@@ -128,6 +128,11 @@ def queued_jobs(session: Session, older_than: timedelta | None = None) -> Sequen
     return session.scalars(query.order_by(Job.created_at)).all()
 
 
+def count_waiting_jobs(session: Session, queue: str) -> int:
+    """Jobs of ``queue`` not started yet (what its bound counts, service.jobs.require_room)."""
+    return session.scalar(select(func.count()).select_from(Job).where(Job.queue == queue, Job.status == "queued"))
+
+
 # ---------------------------------------------------------------------------------------------
 # photos and footprints
 

@@ -6,7 +6,8 @@ from importlib.metadata import version
 
 from sqlalchemy import text
 
-from service import crud, jobs
+from model.store import CorruptArtifactError
+from service import artifacts, crud, jobs
 from service.config import Settings
 from service.db import current_revision, get_engine, session_scope
 
@@ -23,20 +24,36 @@ def database_health(settings: Settings) -> dict:
 
 
 def model_store_health(settings: Settings) -> dict:
-    root = settings.resolved_model_store_dir
+    """The active artifact of each kind, each found in the configured store and verified (sha256);
+    ``ok`` is False, with the reason, when one is missing or its bytes changed. No server path is
+    shown: artifacts are named by their key in the store."""
     try:
         with session_scope(settings.resolved_database_url) as session:
-            active = {v.kind: f"{v.name} ({v.sha256[:12]})" for v in crud.list_model_versions(session) if v.active}
+            active = [v for v in crud.list_model_versions(session) if v.active]
     except Exception as exc:
-        return {"ok": False, "path": str(root), "error": str(exc).splitlines()[0]}
-    return {"ok": True, "path": str(root), "active": active}
+        return {"ok": False, "error": str(exc).splitlines()[0]}
+    store = artifacts.model_store(settings)
+    found, problems = {}, []
+    for version in active:
+        try:
+            store.verify(version.path, version.sha256)
+        except (OSError, CorruptArtifactError) as exc:
+            problems.append(f"active {version.kind} model {version.name!r}: {exc}")
+            continue
+        found[version.kind] = f"{version.name} ({version.sha256[:12]})"
+    report: dict = {"ok": not problems, "active": found}
+    if problems:
+        report["error"] = "; ".join(problems)
+    return report
 
 
 def service_health(settings: Settings) -> dict:
-    """Database, queue and model store; ``status`` is ``degraded`` when one of them is not usable."""
+    """Database, queue and model store; ``status`` is ``degraded`` when one of them is not usable,
+    and ``reasons`` says why."""
     database = database_health(settings)
     queue = jobs.get_job_queue(settings).describe()
     store = model_store_health(settings)
-    ok = database["ok"] and queue["ok"] and store["ok"]
-    return {"status": "ok" if ok else "degraded", "version": version("astroloc"), "database": database,
-            "queue": queue, "model_store": store}
+    parts = {"database": database, "queue": queue, "model_store": store}
+    reasons = [f"{name}: {part.get('error', 'not usable')}" for name, part in parts.items() if not part["ok"]]
+    return {"status": "degraded" if reasons else "ok", "reasons": reasons, "version": version("astroloc"),
+            **parts}

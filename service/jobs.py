@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from service import crud
 from service.config import Settings
 from service.db import session_scope
+from service.limits import ServiceBusy
 from service.models import Job, utcnow
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,11 @@ def resolve(dotted_name: str) -> Callable[..., Any]:
 
 
 class SelftestParams(BaseModel):
-    """Params of a ``selftest`` job (POST /jobs/selftest): sleep ``seconds`` in ``steps``."""
+    """Params of a ``selftest`` job (POST /jobs/selftest): sleep ``seconds`` in ``steps``.
+
+    Strict: ``{"seconds": false}`` or ``"5"`` is refused, not read as a number; unknown keys too."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     seconds: float = Field(1.0, ge=0, le=600)
     steps: int = Field(5, ge=1, le=1000)
@@ -60,6 +65,22 @@ def params_json(params: BaseModel | dict | Any) -> dict:
     if dataclasses.is_dataclass(params) and not isinstance(params, type):
         return dataclasses.asdict(params)
     return dict(params)
+
+
+def redact_paths(settings: Settings, value: Any) -> Any:
+    """``value`` (JSON-like) with the server's directories replaced by their names: a job's error or
+    result never shows where the data lives (``<data_dir>/train/...``)."""
+    roots = sorted({(str(settings.resolved_model_store_dir.resolve()), "<model_store>"),
+                    (str(settings.data_dir.resolve()), "<data_dir>")}, key=lambda root: -len(root[0]))
+    if isinstance(value, str):
+        for root, name in roots:
+            value = value.replace(root, name)
+        return value
+    if isinstance(value, dict):
+        return {key: redact_paths(settings, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_paths(settings, item) for item in value]
+    return value
 
 
 # --- progress -----------------------------------------------------------------------------------
@@ -92,14 +113,19 @@ class JobQueue(Protocol):
 
 
 class InlineJobQueue:
-    """Runs jobs in threads of the current process (``queue_mode=inline``)."""
+    """Runs jobs in threads of the current process (``queue_mode=inline``): one pool per queue, so
+    a long training or selftest job never delays a localization."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pool = ThreadPoolExecutor(settings.inline_workers, thread_name_prefix="job")
+        self._pools = {
+            name: ThreadPoolExecutor(settings.inline_train_workers if name == "train" else settings.inline_workers,
+                                     thread_name_prefix=f"job-{name}")
+            for name in QUEUES
+        }
 
     def submit(self, job: Job) -> None:
-        future = self._pool.submit(resolve(JOB_RUNNER), job.id, self.settings)
+        future = self._pools[job.queue].submit(resolve(JOB_RUNNER), job.id, self.settings)
         future.add_done_callback(_log_crash)
 
     def recover(self) -> dict[str, list[str]]:
@@ -111,7 +137,7 @@ class InlineJobQueue:
         return outcome
 
     def describe(self) -> dict:
-        return {"mode": "inline", "ok": True, "threads": self.settings.inline_workers}
+        return {"mode": "inline", "ok": True, "threads": {name: pool._max_workers for name, pool in self._pools.items()}}
 
 
 class RQJobQueue:
@@ -188,11 +214,40 @@ def get_job_queue(settings: Settings) -> JobQueue:
 # --- submitting ---------------------------------------------------------------------------------
 
 
-def create_job(session: Session, settings: Settings, kind: str, params: BaseModel | dict | Any, *,
-               queue: str = "default", photo_id: str | None = None) -> Job:
-    """Add the job row in ``session`` (committed by the caller, then :func:`submit_job`)."""
+class QueueFull(ServiceBusy):
+    """A queue holds its most waiting jobs: 429 with Retry-After; nothing is stored."""
+
+    status = 429
+
+
+def queue_bound(settings: Settings, queue: str) -> int:
+    """Most jobs waiting in ``queue`` (``ASTROLOC_MAX_QUEUED_<QUEUE>``)."""
+    return {"localize": settings.max_queued_localize, "train": settings.max_queued_train}.get(
+        queue, settings.max_queued_default)
+
+
+def require_room(settings: Settings, queue: str, session: Session | None = None) -> None:
+    """QueueFull when ``queue`` already holds its bound of waiting jobs. Called before the work of a
+    request (cheap refusal) and again when the job row is added; two requests racing for the last
+    place may both pass, so the bound is exact to within the API's concurrency."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; expected one of {QUEUES}")
+    bound = queue_bound(settings, queue)
+    if session is None:
+        with session_scope(settings.resolved_database_url) as own:
+            waiting = crud.count_waiting_jobs(own, queue)
+    else:
+        waiting = crud.count_waiting_jobs(session, queue)
+    if waiting >= bound:
+        raise QueueFull(f"the {queue} queue is full ({waiting} jobs waiting, at most {bound}); retry later",
+                        settings.queue_retry_after_s)
+
+
+def create_job(session: Session, settings: Settings, kind: str, params: BaseModel | dict | Any, *,
+               queue: str = "default", photo_id: str | None = None) -> Job:
+    """Add the job row in ``session`` (committed by the caller, then :func:`submit_job`);
+    QueueFull when the queue is at its bound."""
+    require_room(settings, queue, session)
     return crud.create_job(session, kind, params_json(params), queue=queue,
                            max_attempts=settings.job_max_attempts, photo_id=photo_id)
 

@@ -6,11 +6,16 @@ HTTP routes, the CLI and the search-region logic of POST /localize.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from geo import TLE, SubPoint, locate_iss, parse_tles, visibility_feature
+from geo import TLE, IssFix, SubPoint, locate_iss, parse_tles, visibility_feature
+from geo.sky import require_aware
+
+log = logging.getLogger(__name__)
 from service import crud
 from service.config import Settings
 
@@ -18,8 +23,9 @@ from service.config import Settings
 def import_tle_text(session: Session, text: str) -> dict:
     """Store every valid element set of a TLE file (2- or 3-line form, many objects), once.
 
-    Returns ``{imported, already_present, rejected: [{line, reason}]}``; invalid lines are
-    reported with their line number and do not stop the valid ones.
+    Returns ``{imported, already_present, rejected: [{line, reason}]}``; invalid lines, and
+    element sets that are no possible low-Earth orbit (geo.tle.orbit_problem), are reported with
+    their line number and do not stop the valid ones.
     """
     parsed = parse_tles(text)
     added, present = crud.import_tles(session, [(t.norad_id, t.name, t.epoch, t.line1, t.line2) for t in parsed.tles])
@@ -46,12 +52,33 @@ def tle_summary(session: Session, norad_id: int) -> dict:
 
 
 def iss_position_at(settings: Settings, when: datetime, tles: list[TLE]) -> SubPoint:
-    """The ISS sub-point at ``when`` from the nearest TLE; ValueError (with why) when the TLEs
-    cannot place it (none stored, or the nearest beyond ``tle_max_age_days``)."""
-    fix = locate_iss(when, tles, max_age_days=settings.tle_max_age_days)
+    """The ISS sub-point at ``when`` from the nearest TLE that propagates; ValueError (with why)
+    when the TLEs cannot place it (none stored, or the nearest usable one beyond ``tle_max_age_days``)."""
+    fix = locate_iss_skipping(settings, when, tles)
     if not fix.trusted:
         raise ValueError(f"no trusted ISS position: {fix.fallback_reason}")
     return fix.position
+
+
+def locate_iss_skipping(settings: Settings, when: datetime | None, tles: Sequence[TLE]) -> IssFix:
+    """geo.locate_iss from the nearest TLE that SGP4 can propagate to ``when``: one that fails
+    (diverges, or puts the ISS below ground; stored before the import checks, say) is skipped for
+    the next nearest, within ``tle_max_age_days``."""
+    if when is None or not tles:
+        return locate_iss(when, tles, max_age_days=settings.tle_max_age_days)
+    when = require_aware(when, "capture time")
+    skipped: list[str] = []
+    for tle in sorted(tles, key=lambda candidate: abs(when - candidate.epoch)):
+        try:
+            fix = locate_iss(when, [tle], max_age_days=settings.tle_max_age_days)
+        except ValueError as exc:
+            log.warning("skipping a stored TLE: %s", exc)
+            skipped.append(str(exc))
+            continue
+        if fix.trusted or not skipped:
+            return fix
+        return IssFix(None, f"{fix.fallback_reason} (nearer TLEs skipped: {'; '.join(skipped[:3])})")
+    return IssFix(None, f"no stored TLE propagates to {when:%Y-%m-%dT%H:%M:%SZ}: {'; '.join(skipped[:3])}")
 
 
 def visibility_at(settings: Settings, lat: float, lon: float, alt_km: float, min_elevation_deg: float | None,

@@ -7,7 +7,9 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 from geo.geojson import feature_collection, to_feature
 from service import crud
 from service.config import Settings
+from service.limits import ServiceBusy
 from service.models import Footprint, Photo
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif"}
@@ -39,25 +42,30 @@ class CheckedImage:
     """A photo's bytes that decode, with what the one decode gave."""
 
     format: str  # JPEG | PNG | TIFF, from the bytes, not from the client's word
-    width: int
+    width: int  # of the file
     height: int
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray  # (h, w, 3) uint8, at most max_side px on its longer side when one was given
 
 
-def check_image(data: bytes, max_pixels: int) -> CheckedImage:
+def check_image(data: bytes, max_pixels: int, max_side: int | None = None) -> CheckedImage:
     """Decode a photo's bytes in full, once (so truncated files and decompression bombs are caught
-    here, before anything is stored), or ImageRejected."""
+    here, before anything is stored), or ImageRejected.
+
+    With ``max_side`` the pixels come back at most that size: a JPEG is decoded at a reduced DCT
+    scale (PIL draft, 1/2 to 1/8, memory shrinks with it), other formats are reduced right after
+    decoding, before the RGB copy, so a 60 MP upload never costs several full-size arrays.
+    """
     if not data:
         raise ImageRejected(422, "the image file is empty (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if image.format not in IMAGE_FORMATS:
-                raise ImageRejected(415, f"unsupported image format {image.format}; send JPEG, PNG or TIFF")
+            image_format = image.format
+            if image_format not in IMAGE_FORMATS:
+                raise ImageRejected(415, f"unsupported image format {image_format}; send JPEG, PNG or TIFF")
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageRejected(413, f"image of {width}x{height} pixels exceeds {max_pixels} pixels")
-            image.load()  # decodes everything: truncated data fails here
-            return CheckedImage(image.format, width, height, np.asarray(image.convert("RGB")))
+            return CheckedImage(image_format, width, height, _decoded_rgb(image, max_side))
     except ImageRejected:
         raise
     except UnidentifiedImageError:
@@ -86,15 +94,51 @@ def store_image(data_dir: Path, data: bytes, image_format: str, sha256: str) -> 
     return path
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """A photo's bytes as an RGB uint8 array (uploads are checked to decode before this)."""
+def _decoded_rgb(image: Image.Image, max_side: int | None) -> np.ndarray:
+    """Every byte of ``image`` decoded (truncated data fails here), as RGB at most ``max_side``."""
+    if max_side and max(image.size) > max_side and image.format == "JPEG":
+        scale = max_side / max(image.size)
+        image.draft("RGB", (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    image.load()
+    if max_side and max(image.size) > max_side:
+        if image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)  # reduce() first, then resample
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+class DecodeBusy(ServiceBusy):
+    """Every decode slot stayed taken for ``decode_wait_s``: 503 with Retry-After."""
+
+
+@lru_cache(maxsize=8)
+def _decode_slots(count: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(count)
+
+
+def decode_upload(settings: Settings, data: bytes) -> CheckedImage:
+    """:func:`check_image` for an upload, at most ``max_concurrent_decodes`` at once in this process
+    (each holds up to a full-size decode in memory) and at ``decode_max_side_px``."""
+    slots = _decode_slots(settings.max_concurrent_decodes)
+    if not slots.acquire(timeout=settings.decode_wait_s):
+        raise DecodeBusy(f"{settings.max_concurrent_decodes} uploads are being decoded; retry shortly",
+                         max(1, round(settings.decode_wait_s)))
+    try:
+        return check_image(data, settings.max_image_pixels, settings.decode_max_side_px)
+    finally:
+        slots.release()
+
+
+def decode_rgb(data: bytes, max_side: int | None = None) -> np.ndarray:
+    """A photo's bytes as an RGB uint8 array, at most ``max_side`` px when given (uploads are
+    checked to decode before this)."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+        return _decoded_rgb(image, max_side)
 
 
-def read_rgb(path: Path | str) -> np.ndarray:
-    """A stored photo as an RGB uint8 array."""
-    return decode_rgb(Path(path).read_bytes())
+def read_rgb(path: Path | str, max_side: int | None = None) -> np.ndarray:
+    """A stored photo as an RGB uint8 array, at most ``max_side`` px when given."""
+    return decode_rgb(Path(path).read_bytes(), max_side)
 
 
 def parse_bbox(text: str) -> BaseGeometry:

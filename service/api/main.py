@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.bounds import RequestBounds
+from service.api.openapi import build_openapi
 from service.api.routes import health, jobs, localize, maps, models, orbit, photos, starid, train, webapp
 from service.jobs import recover_jobs
 from service.config import Settings, get_settings
 from service.db import upgrade_database
+from service.limits import ServiceBusy
+from service.train_request import TrainRequestInvalid
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +43,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.settings = settings
-
-    @app.middleware("http")
-    async def refuse_oversized_bodies(request: Request, call_next):  # noqa: ANN001, ANN202
-        # Refuse before the body is read: a 5 GB upload never touches the disk.
-        declared = request.headers.get("content-length")
-        limit = settings.max_upload_bytes + 1024 * 1024  # room for the multipart envelope
-        if declared is not None:
-            if not declared.isdigit():
-                return JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
-            if int(declared) > limit:
-                return JSONResponse(
-                    {"detail": f"request body larger than {settings.max_upload_bytes} bytes"},
-                    status_code=413,
-                )
-        return await call_next(request)
+    # Refused before the body is read (a 5 GB upload never touches the disk), a chunked one as soon
+    # as it passes the cap; a body that stalls is answered 408.
+    app.add_middleware(
+        RequestBounds,
+        max_body_bytes=settings.max_upload_bytes + 1024 * 1024,  # room for the multipart envelope
+        idle_timeout_s=settings.request_body_idle_timeout_s,
+        total_timeout_s=settings.request_body_timeout_s,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -61,12 +61,53 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         ]
         return JSONResponse({"detail": errors}, status_code=422)
 
+    @app.exception_handler(TrainRequestInvalid)
+    async def invalid_training(_request: Request, exc: TrainRequestInvalid) -> JSONResponse:
+        return JSONResponse({"detail": exc.problems}, status_code=422)
+
     @app.exception_handler(ValueError)
     async def value_error(_request: Request, exc: ValueError) -> JSONResponse:
         # Algorithms signal bad input with ValueError: the client's fault, with the reason.
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(ServiceBusy)
+    async def busy(_request: Request, exc: ServiceBusy) -> JSONResponse:
+        # A full queue (429) or no free decode slot (503): not stored, retry later.
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status,
+                            headers={"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # The router names the methods of the first route whose path matched (GET /jobs/{id} for
+        # /jobs/selftest): answer with those of every route of this path instead.
+        allowed = allowed_methods(app, request)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": allowed})
+        return JSONResponse({"detail": f"method {request.method} not allowed; allowed: {allowed}"},
+                            status_code=405, headers={"Allow": allowed})
+
     for module in (health, jobs, localize, orbit, starid, photos, models, train, maps, webapp):
         app.include_router(module.router)
     webapp.mount_assets(app)  # the web app's bundled JS/CSS at /static
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def allowed_methods(app: FastAPI, request: Request) -> str:
+    """The methods the OpenAPI document gives this request's path, as an ``Allow`` header value."""
+    methods = {"OPTIONS"}
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))

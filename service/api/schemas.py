@@ -2,14 +2,98 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 class Message(BaseModel):
     detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int] = Field(description="Where: body / query / path / form, then the field.")
+    msg: str
+    type: str | None = None
+
+
+class TleRejection(BaseModel):
+    line: int
+    reason: str
+
+
+class Invalid(BaseModel):
+    """Every 422 answer: ``detail`` is a message, or one entry per invalid field; POST /tles adds
+    the rejected element sets."""
+
+    detail: str | list[FieldProblem]
+    rejected: list[TleRejection] | None = None
+
+
+# --- inputs shared by several routes ---------------------------------------------------------
+
+# The calendar the orbit code works in: no TLE predates Sputnik 1, and sgp4/skyfield's tables stop.
+EARLIEST_TIME = datetime(1957, 10, 4, tzinfo=timezone.utc)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
+_EPOCH_SECONDS = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+
+
+def parse_capture_time(value: object) -> datetime:
+    """An ISO 8601 time with a zone, as UTC, between EARLIEST_TIME and LATEST_TIME. Bare epoch
+    seconds (``1530595506``) are refused, not guessed: their zone and unit are ambiguous."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str):
+        if _EPOCH_SECONDS.fullmatch(value):
+            raise ValueError("bare epoch seconds are not accepted: give ISO 8601 with a zone, "
+                             "e.g. 2018-07-03T05:25:06Z")
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value[:64]!r} is not an ISO 8601 time (e.g. 2016-04-09T12:00:00Z)") from None
+    else:
+        raise ValueError("a time is an ISO 8601 string with a zone (e.g. 2016-04-09T12:00:00Z)")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("the time needs a zone (e.g. 2016-04-09T12:00:00Z); not guessed")
+    try:
+        when = when.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("the time in UTC falls outside the calendar (years 1-9999)") from None
+    if not EARLIEST_TIME <= when < LATEST_TIME:
+        raise ValueError(f"the time must lie between {EARLIEST_TIME:%Y-%m-%d} and {LATEST_TIME:%Y-%m-%d} (UTC)")
+    return when
+
+
+CaptureTime = Annotated[datetime, BeforeValidator(parse_capture_time)]
+
+# NORAD catalogue numbers (Alpha-5 reaches 339999); the bound keeps ids inside SQL integers.
+NORAD_ID_MAX = 999_999_999
+# GeoJSON (Multi)Polygons nest 5 deep; anything deeper is not a footprint (and not parsed).
+MAX_FOOTPRINT_JSON_DEPTH = 8
+
+
+def json_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in a JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 class JobOut(BaseModel):
@@ -33,6 +117,7 @@ class JobCreated(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
+    reasons: list[str] = Field(default_factory=list, description="Why the service is degraded (empty when ok).")
     version: str
     database: dict[str, Any]
     queue: dict[str, Any]
@@ -45,7 +130,9 @@ class HealthOut(BaseModel):
 class LocalizeForm(BaseModel):
     """Form fields of POST /localize (the image travels beside them as a file part)."""
 
-    timestamp: datetime | None = Field(None, description="Capture time, ISO 8601 with a zone.")
+    timestamp: CaptureTime | None = Field(
+        None, description="Capture time, ISO 8601 with a zone, 1957-10-04 to 2100-01-01; epoch seconds are refused."
+    )
     nadir_lat: float | None = Field(None, ge=-90, le=90)
     nadir_lon: float | None = Field(None, ge=-180, le=180)
     photo_id: str | None = Field(
@@ -60,11 +147,12 @@ class LocalizeForm(BaseModel):
         description="Catalogue footprint to compare with: GeoJSON Polygon or [[lon, lat] x 4] (JSON).",
     )
 
-    @field_validator("timestamp")
+    @field_validator("reference_footprint")
     @classmethod
-    def _zone_required(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("timestamp needs a time zone (e.g. 2016-04-09T12:00:00Z); not guessed")
+    def _shallow_json(cls, value: str | None) -> str | None:
+        if value is not None and json_depth(value) > MAX_FOOTPRINT_JSON_DEPTH:
+            raise ValueError(f"reference_footprint nests deeper than {MAX_FOOTPRINT_JSON_DEPTH} levels; "
+                             "a GeoJSON Polygon or four corners is expected")
         return value
 
     @model_validator(mode="after")

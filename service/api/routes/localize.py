@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ApiKeyDep, SettingsDep, read_image_upload
 from service.api.schemas import LocalizeForm, Message
+from service.jobs import require_room
 from service.localize.retrieval import RetrievalUnavailable
 from service.localize.submit import LocalizeRequest, PhotoConflict, parse_reference_footprint, submit_localization
 
@@ -38,6 +39,7 @@ async def localize(
     or worldwide and why) and the retrieved candidate tiles. Re-posting a photo_id with the same
     image returns its existing job (200, `duplicate: true`) unless that job failed.
     """
+    require_room(settings, "localize")  # a full queue refuses before the decode and the retrieval (429)
     upload = await read_image_upload(image, settings)
     localize_request = LocalizeRequest(
         image_data=upload.data,

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from service import maps
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import ReadKeyDep, SessionDep, SettingsDep
 from service.photos import PhotoNotFound
 
 router = APIRouter(tags=["map"])
@@ -51,7 +51,7 @@ def get_tile(
     return FileResponse(tile.path, media_type=tile.media_type, headers=headers)
 
 
-@router.get("/photos/{photo_id}/footprint.geojson", response_class=Response,
+@router.get("/photos/{photo_id}/footprint.geojson", response_class=Response, dependencies=[ReadKeyDep],
             responses={200: {"content": {"application/geo+json": {}}}, **NOT_FOUND})
 def footprint_geojson(photo_id: str, session: SessionDep) -> Response:
     """The photo's latest footprint (and the catalogue's, when given) as a GeoJSON FeatureCollection."""
@@ -64,7 +64,7 @@ def footprint_geojson(photo_id: str, session: SessionDep) -> Response:
     return Response(json.dumps(collection), media_type="application/geo+json")
 
 
-@router.get("/photos/{photo_id}/overlay.json", responses=NOT_FOUND)
+@router.get("/photos/{photo_id}/overlay.json", responses=NOT_FOUND, dependencies=[ReadKeyDep])
 def overlay_info(photo_id: str, session: SessionDep) -> dict:
     """Where the map lays the photo: the overlay image's URL and its bounds (south, west, north,
     east; east > west, continuous across 180), the footprint's area."""
@@ -74,7 +74,7 @@ def overlay_info(photo_id: str, session: SessionDep) -> dict:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.get("/photos/{photo_id}/overlay.png", response_class=Response,
+@router.get("/photos/{photo_id}/overlay.png", response_class=Response, dependencies=[ReadKeyDep],
             responses={200: {"content": {"image/png": {}}}, **NOT_FOUND})
 async def overlay_png(photo_id: str, session: SessionDep) -> Response:
     """The photo warped into Web-Mercator pixels over its footprint's bounds (overlay.json), RGBA,

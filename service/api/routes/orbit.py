@@ -6,11 +6,12 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
-from geo import ISS_ALTITUDE_KM, parse_time
+from geo import ISS_ALTITUDE_KM
 from service import orbit
 from service.api.deps import ApiKeyDep, SessionDep, SettingsDep
-from service.api.schemas import Message
+from service.api.schemas import NORAD_ID_MAX, CaptureTime, Invalid, Message
 
 router = APIRouter(tags=["orbit"])
 
@@ -20,7 +21,7 @@ MAX_TLE_TEXT_BYTES = 20_000_000  # ~100k element sets: a Space-Track history dum
 @router.post(
     "/tles",
     dependencies=[ApiKeyDep],
-    responses={413: {"model": Message}, 415: {"model": Message}, 422: {"model": Message}},
+    responses={413: {"model": Message}, 415: {"model": Message}, 422: {"model": Invalid}},
     openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}},
                                                "application/json": {"schema": {"type": "object",
                                                                                "properties": {"text": {"type": "string"}}}}}}},
@@ -28,8 +29,10 @@ MAX_TLE_TEXT_BYTES = 20_000_000  # ~100k element sets: a Space-Track history dum
 async def import_tles(request: Request, session: SessionDep) -> dict:
     """Import TLE text (2- or 3-line form, many objects): as text/plain, or JSON ``{"text": ...}``.
 
-    Idempotent (an element set already stored is counted, not added). Invalid lines are listed
-    with their line number and reason; the valid element sets are imported regardless.
+    Idempotent (an element set already stored is counted, not added). Invalid lines, and
+    element sets that fail the sanity checks (eccentricity < 1, mean motion of a low-Earth orbit,
+    a valid epoch, SGP4 propagates at the epoch), are listed with their line number and reason;
+    the valid element sets are imported regardless, and 422 when none is valid.
     """
     body = await request.body()
     if len(body) > MAX_TLE_TEXT_BYTES:
@@ -49,32 +52,32 @@ async def import_tles(request: Request, session: SessionDep) -> dict:
         raise HTTPException(422, f"unreadable body: {exc}") from None
     report = orbit.import_tle_text(session, text)
     if report["imported"] == 0 and report["already_present"] == 0:
-        raise HTTPException(422, {"message": "no valid TLE in the text", "rejected": report["rejected"]})
+        return JSONResponse({"detail": "no valid TLE in the text", "rejected": report["rejected"]}, status_code=422)
     session.commit()
     return report
 
 
 @router.get("/tles")
 def list_tles(session: SessionDep, settings: SettingsDep,
-              norad_id: Annotated[int | None, Query(ge=1)] = None) -> dict:
+              norad_id: Annotated[int | None, Query(ge=1, le=NORAD_ID_MAX)] = None) -> dict:
     """How many element sets are stored for a satellite (default: the ISS), and their epochs."""
     return orbit.tle_summary(session, norad_id or settings.norad_id)
 
 
-@router.get("/iss/position", responses={422: {"model": Message}})
+@router.get("/iss/position", responses={422: {"model": Invalid}})
 def iss_position(session: SessionDep, settings: SettingsDep,
-                 time: Annotated[str, Query(description="ISO 8601 with a zone, e.g. 2020-12-09T12:40:00Z")]) -> dict:
-    """The ISS sub-point at a time (SGP4, nearest stored TLE), with the TLE epoch and its age."""
-    when = parse_time(time)
+                 time: Annotated[CaptureTime, Query(description="ISO 8601 with a zone, e.g. 2020-12-09T12:40:00Z")]) -> dict:
+    """The ISS sub-point at a time (SGP4, nearest stored TLE that propagates), with the TLE epoch and its age."""
+    when = time
     position = orbit.iss_position_at(settings, when, orbit.stored_tles(session, settings.norad_id))
     return {"time": when.isoformat(), **position.as_json()}
 
 
-@router.get("/iss/visibility", responses={422: {"model": Message}})
+@router.get("/iss/visibility", responses={422: {"model": Invalid}})
 def iss_visibility(
     session: SessionDep,
     settings: SettingsDep,
-    time: Annotated[str | None, Query(description="ISO 8601 with a zone; or give nadir_lat/nadir_lon")] = None,
+    time: Annotated[CaptureTime | None, Query(description="ISO 8601 with a zone; or give nadir_lat/nadir_lon")] = None,
     nadir_lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     nadir_lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
     alt_km: Annotated[float, Query(ge=100, le=2000)] = ISS_ALTITUDE_KM,
@@ -84,7 +87,7 @@ def iss_visibility(
     if (time is None) == (nadir_lat is None or nadir_lon is None):
         raise HTTPException(422, "give either time=... or both nadir_lat and nadir_lon")
     if time is not None:
-        when = parse_time(time)
+        when = time
         position = orbit.iss_position_at(settings, when, orbit.stored_tles(session, settings.norad_id))
         return orbit.visibility_at(settings, position.lat, position.lon, position.alt_km, min_elevation,
                                    {"time": when.isoformat(), "tle_epoch": position.tle_epoch.isoformat(),

@@ -8,9 +8,10 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import photos
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import ReadKeyDep, SessionDep, SettingsDep
 
-router = APIRouter(prefix="/photos", tags=["photos"])
+# Reads of photos need a key when keys are set (unless ASTROLOC_PUBLIC_READS): they show pixels and hashes.
+router = APIRouter(prefix="/photos", tags=["photos"], dependencies=[ReadKeyDep])
 
 
 @router.get("")
@@ -24,7 +25,7 @@ def find_photos(
     return photos.find_footprints(session, bbox, contains, limit)
 
 
-@router.get("/{photo_id}")
+@router.get("/{photo_id}", responses={404: {"description": "No such photo."}})
 def get_photo(photo_id: str, session: SessionDep) -> dict:
     """A photo's metadata and its latest footprint (GeoJSON Feature, or null)."""
     try:
