@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from starid.geometry import nearest_neighbour_angles, radec_to_vectors
+from starid.geometry import merge_by_flux, nearest_neighbour_angles, radec_to_vectors
 
 FORMAT = "astroloc-star-catalog/1"
 
@@ -256,24 +256,10 @@ def merge_close_stars(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stars closer than min_separation_deg (transitively) -> one entry each, as a detector sees them:
     flux-weighted centre, summed flux, the brightest member's HIP number."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     chord = 2.0 * math.sin(math.radians(min_separation_deg) / 2.0)
-    pairs = cKDTree(vectors).query_pairs(chord, output_type="ndarray")
-    if len(pairs) == 0:
-        return vectors, magnitudes, hip
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(vectors),) * 2)
-    groups, label = connected_components(graph, directed=False)
-    flux = 10.0 ** (-0.4 * magnitudes)
-    total = np.bincount(label, flux, groups)
-    centre = np.column_stack([np.bincount(label, flux * vectors[:, axis], groups) for axis in range(3)])
-    brightest = np.full(groups, -1)
-    for star in np.argsort(flux):  # brightest last: it overwrites
-        brightest[label[star]] = star
+    centre, total, brightest, size = merge_by_flux(vectors, 10.0 ** (-0.4 * magnitudes), chord)
     # Single stars keep their catalogue magnitude exactly (no round trip through flux).
-    single = np.bincount(label, minlength=groups) == 1
-    merged_mags = np.where(single, magnitudes[brightest], -2.5 * np.log10(total))
+    merged_mags = np.where(size == 1, magnitudes[brightest], -2.5 * np.log10(total))
     return centre / np.linalg.norm(centre, axis=1, keepdims=True), merged_mags, hip[brightest]
 
 

@@ -56,6 +56,31 @@ def vectors_to_pixels(
     )
 
 
+def merge_by_flux(
+    points: np.ndarray, flux: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Points closer than `radius` to another (transitively) -> one each, as a detector sees close
+    stars: (flux-weighted centres (G, D), summed fluxes (G,), index of each group's brightest
+    member (G,), group sizes (G,)). Points may be pixels (D = 2) or unit vectors (D = 3; chord
+    radius, centres left to renormalise)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = cKDTree(points).query_pairs(radius, output_type="ndarray") if len(points) > 1 else np.empty((0, 2), int)
+    if len(pairs) == 0:
+        return points, flux, np.arange(len(points)), np.ones(len(points), np.int64)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2)
+    groups, label = connected_components(graph, directed=False)
+    total = np.bincount(label, flux, groups)
+    centre = np.column_stack(
+        [np.bincount(label, flux * points[:, axis], groups) / total for axis in range(points.shape[1])]
+    )
+    brightest = np.full(groups, -1)
+    for member in np.argsort(flux, kind="stable"):  # brightest last: it overwrites
+        brightest[label[member]] = member
+    return centre, total, brightest, np.bincount(label, minlength=groups)
+
+
 def nearest_neighbour_angles(vectors: np.ndarray) -> np.ndarray:
     """(N, 2) angles (radians) from each unit vector to its nearest and second-nearest other vector.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from starid.catalog import StarCatalog
-from starid.geometry import random_rotation, vectors_to_pixels
+from starid.geometry import merge_by_flux, random_rotation, vectors_to_pixels
 
 
 @dataclass
@@ -30,6 +30,29 @@ class Scene:
     fov_deg: float
 
 
+def _in_view(
+    sky: StarCatalog, rotation: np.ndarray, fov_deg: float, image_width: int, image_height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(catalogue indices, pixels) of the stars ahead of a camera at `rotation` (not yet clipped)."""
+    in_camera = sky.vectors @ rotation  # rows: R^T c, the catalogue in the camera frame
+    ahead = np.flatnonzero(in_camera[:, 2] > 0.0)
+    return ahead, vectors_to_pixels(in_camera[ahead], image_width, image_height, fov_deg)
+
+
+def _with_false_stars(
+    rng: np.random.Generator, rotation: np.ndarray, pixels: np.ndarray, mags: np.ndarray, hip: np.ndarray,
+    false_stars: int, false_mags: np.ndarray, image_width: int, image_height: int, fov_deg: float,
+) -> Scene:
+    """The scene of these stars plus false_stars at uniformly random pixels (magnitudes drawn
+    from false_mags), all in random order."""
+    false_pixels = rng.uniform((0.0, 0.0), (image_width, image_height), size=(false_stars, 2))
+    pixels = np.vstack([pixels, false_pixels])
+    mags = np.concatenate([mags, rng.choice(false_mags, size=false_stars)])
+    hip = np.concatenate([hip, np.full(false_stars, -1, dtype=np.int64)])
+    order = rng.permutation(len(hip))
+    return Scene(pixels[order], mags[order], hip[order], rotation, image_width, image_height, fov_deg)
+
+
 def simulate_scene(
     catalog: StarCatalog,
     rng: np.random.Generator,
@@ -42,23 +65,16 @@ def simulate_scene(
 ) -> Scene:
     """One scene of the paper's Sec. V setup; stars in random order."""
     rotation = random_rotation(rng)
-    in_camera = catalog.vectors @ rotation  # rows: R^T c, the catalogue in the camera frame
-    ahead = np.flatnonzero(in_camera[:, 2] > 0.0)
-    pixels = vectors_to_pixels(in_camera[ahead], image_width, image_height, fov_deg)
+    ahead, pixels = _in_view(catalog, rotation, fov_deg, image_width, image_height)
     pixels += rng.normal(0.0, position_noise_px, size=pixels.shape) if position_noise_px > 0 else 0.0
     inside = _inside(pixels, image_width, image_height)
     indices = ahead[inside]
     pixels = pixels[inside]
     mags = catalog.magnitudes[indices] + (rng.normal(0.0, mag_noise, len(indices)) if mag_noise > 0 else 0.0)
     hip = catalog.hip[indices].astype(np.int64)
-
-    false_pixels = rng.uniform((0.0, 0.0), (image_width, image_height), size=(false_stars, 2))
-    false_mags = rng.choice(catalog.magnitudes, size=false_stars)
-    pixels = np.vstack([pixels, false_pixels])
-    mags = np.concatenate([mags, false_mags])
-    hip = np.concatenate([hip, np.full(false_stars, -1, dtype=np.int64)])
-    order = rng.permutation(len(hip))
-    return Scene(pixels[order], mags[order], hip[order], rotation, image_width, image_height, fov_deg)
+    return _with_false_stars(
+        rng, rotation, pixels, mags, hip, false_stars, catalog.magnitudes, image_width, image_height, fov_deg
+    )
 
 
 def _inside(pixels: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -106,9 +122,7 @@ def simulate_sensor_scene(
     - false_stars at uniformly random pixels, with magnitudes of the detected stars' distribution.
     """
     rotation = random_rotation(rng)
-    in_camera = sky.vectors @ rotation
-    ahead = np.flatnonzero(in_camera[:, 2] > 0.0)
-    pixels = vectors_to_pixels(in_camera[ahead], image_width, image_height, fov_deg * (1.0 + fov_error))
+    ahead, pixels = _in_view(sky, rotation, fov_deg * (1.0 + fov_error), image_width, image_height)
     if radial_k1:
         centre = np.array([0.5 * image_width, 0.5 * image_height])
         offset = (pixels - centre) / (0.5 * image_width)
@@ -119,46 +133,20 @@ def simulate_sensor_scene(
         & (pixels[:, 1] >= -margin) & (pixels[:, 1] <= image_height + margin)
     )
     indices, pixels = ahead[near], pixels[near]
-    flux = 10.0 ** (-0.4 * sky.magnitudes[indices])
-    pixels, flux, hip = _merge_blobs(pixels, flux, sky.hip[indices].astype(np.int64), merge_px)
+    if merge_px > 0:
+        pixels, flux, brightest, _ = merge_by_flux(pixels, 10.0 ** (-0.4 * sky.magnitudes[indices]), merge_px)
+        indices = indices[brightest]
+    else:
+        flux = 10.0 ** (-0.4 * sky.magnitudes[indices])
+    hip = sky.hip[indices].astype(np.int64)
     pixels = pixels + (rng.normal(0.0, position_noise_px, pixels.shape) if position_noise_px > 0 else 0.0)
     mags = -2.5 * np.log10(flux) + (rng.normal(0.0, mag_noise, len(flux)) if mag_noise > 0 else 0.0)
     seen = (mags <= detection_limit_mag) & _inside(pixels, image_width, image_height)
     pixels, mags, hip = pixels[seen], mags[seen], hip[seen]
-
-    false_pixels = rng.uniform((0.0, 0.0), (image_width, image_height), size=(false_stars, 2))
-    false_mags = rng.choice(mags, size=false_stars) if len(mags) else np.full(false_stars, detection_limit_mag)
-    pixels = np.vstack([pixels, false_pixels])
-    mags = np.concatenate([mags, false_mags])
-    hip = np.concatenate([hip, np.full(false_stars, -1, dtype=np.int64)])
-    order = rng.permutation(len(hip))
-    return Scene(pixels[order], mags[order], hip[order], rotation, image_width, image_height, fov_deg)
-
-
-def _merge_blobs(
-    pixels: np.ndarray, flux: np.ndarray, hip: np.ndarray, merge_px: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stars within merge_px of each other (transitively) -> one blob at the flux-weighted centre."""
-    if merge_px <= 0 or len(pixels) < 2:
-        return pixels, flux, hip
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    pairs = cKDTree(pixels).query_pairs(merge_px, output_type="ndarray")
-    if len(pairs) == 0:
-        return pixels, flux, hip
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(pixels),) * 2)
-    _, label = connected_components(graph, directed=False)
-    blobs = label.max() + 1
-    total = np.bincount(label, flux, blobs)
-    centre = np.column_stack(
-        [np.bincount(label, flux * pixels[:, axis], blobs) / total for axis in range(2)]
+    pool = mags if len(mags) else np.array([detection_limit_mag])
+    return _with_false_stars(
+        rng, rotation, pixels, mags, hip, false_stars, pool, image_width, image_height, fov_deg
     )
-    brightest = np.full(blobs, -1)
-    for star in np.argsort(flux):  # brightest last: it overwrites
-        brightest[label[star]] = star
-    return centre, total, hip[brightest]
 
 
 # --- Rendered frames: what a detector sees -------------------------------------------------------
@@ -208,9 +196,7 @@ def render_frame(
     from scipy.special import erf
 
     rotation = random_rotation(rng) if rotation is None else rotation
-    in_camera = sky.vectors @ rotation
-    ahead = np.flatnonzero(in_camera[:, 2] > 0.0)
-    pixels = vectors_to_pixels(in_camera[ahead], image_width, image_height, fov_deg)
+    ahead, pixels = _in_view(sky, rotation, fov_deg, image_width, image_height)
     inside = _inside(pixels, image_width, image_height)
     indices, pixels = ahead[inside], pixels[inside]
     mags = sky.magnitudes[indices]
