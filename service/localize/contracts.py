@@ -7,7 +7,10 @@ The job's params (:class:`LocalizeJobParams`) are stored as JSON in ``jobs.param
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 
 class Candidate(BaseModel):
@@ -23,6 +26,61 @@ class Candidate(BaseModel):
         return cls(tile=str(hit.tile), zoom=hit.zoom, rotation=hit.rotation, score=hit.score)
 
 
+# --- the star path (issue 20): night photos localized by their stars ---------------------------------
+
+
+class StarPathParams(BaseModel):
+    """What the job's star path needs (planned by POST /localize, service.localize.stars)."""
+
+    capture_time: datetime
+    fov_deg: list[float]  # horizontal fields of view to try, first first
+    fov_source: Literal["form", "exif", "common-lenses"]
+    time_sigma_s: float = 0.29  # a time read from EXIF: one-second resolution
+    fall_back_to_matching: bool = False  # method auto: the candidates are refined if the stars do not suffice
+
+
+class Attitude(BaseModel):
+    """The camera's orientation from its stars: the rotation camera -> ICRS (camera x right, y down,
+    z the boresight) and the boresight's RA/Dec with the roll (position angle of the image's up)."""
+
+    frame: Literal["ICRS"] = "ICRS"
+    quaternion_wxyz: list[float]
+    ra_deg: float
+    dec_deg: float
+    roll_deg: float
+
+
+class StarUsed(BaseModel):
+    """A star that fixed the attitude: its centroid (px, origin top-left) and Hipparcos number."""
+
+    x: float
+    y: float
+    hip: int
+    flux: float
+
+
+class StarPathCheck(BaseModel):
+    """One check of the star solution against the photo: ``ok`` false refuses the footprint."""
+
+    name: Literal["named_stars", "stars_above_limb", "sky_where_predicted", "ground_where_predicted"]
+    ok: bool
+    detail: str
+
+
+class StarPathSummary(BaseModel):
+    """What the star path saw and concluded (the answer's ``star_path``)."""
+
+    localized: bool
+    reason: str | None = None
+    detected_above_limb: int
+    sky_fraction: float
+    fov_deg: float | None = None
+    fov_source: str | None = None
+    checks: list[StarPathCheck] = Field(default_factory=list)
+    corner_sigma_km: list[float | None] | None = None  # LL, UL, UR, LR (1 sigma); null: a corner in the sky
+    runtime_s: float = 0.0
+
+
 class LocalizeJobParams(BaseModel):
     """What the refinement job of one photo needs (written by service.localize.submit)."""
 
@@ -33,6 +91,7 @@ class LocalizeJobParams(BaseModel):
     model_version: str | None = None  # identity of the retrieval model (footprints record it)
     retrieval_s: float | None = None  # spent in the API before the job was queued
     reference: dict | None = None  # a catalogue footprint (GeoJSON), to report the IoU with
+    stars: StarPathParams | None = None  # the star path first (night photos); None: matching only
 
 
 class RetrievalSummary(BaseModel):
@@ -72,16 +131,22 @@ class LocalizeResult(BaseModel):
     center: LatLon | None = None
     area_km2: float | None = None
     confidence: float | None = None
+    corner_uncertainty_km: list[float | None] | None = Field(
+        None, description="Per corner (top-left, top-right, bottom-right, bottom-left of the photo): the distance "
+        "within which the true corner lies for 90% of answers (calibrated by `astroloc bench localize`).")
     inliers: int | None = None
     candidate: RankedCandidate | None = None
     rotation: int | None = None
     homography: list | None = None
-    method: str | None = None
+    method: str | None = None  # stars, or the matching footprint's method (earthmatch-...)
     model_version: str | None = None
     tried: list[TriedCandidate] | None = None
     retrieval: RetrievalSummary
     runtime_s: float | None = None
     reference_iou: float | None = None
+    attitude: Attitude | None = None  # the star path: the camera's orientation from its stars
+    stars_used: list[StarUsed] | None = None  # the star path: the named stars that fixed it
+    star_path: StarPathSummary | None = None  # what the star path saw (also when it gave way to matching)
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", exclude_unset=True)
