@@ -2,24 +2,28 @@
 exactly does the photo lie on it?
 
 For a candidate (a georeferenced "surrounding image": the retrieved tile and its 8 neighbours, and
-the rotation retrieval found), the photo is turned as the rotation says, matched against the
-surrounding image (OpenCV SIFT + ratio test), and a homography is fitted with USAC-MAGSAC. Then,
-EarthMatch's iteration: the surrounding image is warped into the photo's frame with the current
-estimate, matched again and the correction composed, ``iterations`` times in all (each pass
-matches views that look more alike, so more and better inliers). The photo's 4 corners go through
-the final homography and the image's Web-Mercator geotransform to lon/lat: the footprint.
+the rotation retrieval found), the photo's features (RootSIFT, masked: geo.matching) are matched
+against the surrounding image's (ratio test, mutual nearest neighbours), and a homography is
+fitted with USAC-MAGSAC; when that fails, from the photo's affine simulations (ASIFT) instead, for
+oblique views. Then EarthMatch's iteration: the surrounding image is warped into the photo's frame
+with the current estimate, matched again and the correction composed, ``iterations`` times in all
+(each pass matches views that look more alike, so more and better inliers), on a finer
+surrounding when the photo is small in this one (coarse-to-fine). The last pass's inliers resect
+the photo's camera (geo.resection) and its 4 corner rays meet the ellipsoid: the footprint (the
+homography's corners when no camera explains the matches).
 
-A candidate is accepted when the last pass keeps at least ``min_inliers`` inliers (the threshold
-`astroloc bench localize` calibrates for 99.9% precision, as EarthMatch does) and the projected
-quadrilateral is a plausible photo outline (convex, not self-intersecting, bounded scale and
-shear). Pure: numpy, OpenCV, shapely; no tile I/O.
+A candidate is accepted when its outline is a plausible photo's (convex, not self-intersecting,
+bounded scale and shear), its logistic confidence passes the threshold `astroloc bench localize`
+calibrates for 99.9% precision, as EarthMatch does, and its corners agreed between the last two
+iterations (geo.acceptance). Pure: numpy, OpenCV, scipy, shapely; no tile I/O.
+See docs/refinement.md.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -27,9 +31,13 @@ import numpy as np
 from shapely.geometry import Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 
+from geo.acceptance import Acceptance
 from geo.footprint import footprint_polygon
+from geo.matching import Features, content_mask, detect, detect_affine, gray, match
+from geo.resection import resect
 
 FEATURES = ("sift", "orb")  # OpenCV 5 moved AKAZE out of the main package
+AFFINE_MODES = ("off", "fallback", "always")
 
 
 @dataclass
@@ -54,6 +62,20 @@ class GeoImage:
         lat = np.degrees(np.arctan(np.sinh(y)))
         return np.column_stack([lon, lat])
 
+    def lonlat_to_pixel(self, lonlat: np.ndarray) -> np.ndarray:
+        """(N, 2) lon, lat -> (N, 2) pixel coordinates (the inverse of :meth:`pixel_to_lonlat`;
+        longitudes are taken on the image's side of the antimeridian)."""
+        if self.bounds is None:
+            raise ValueError("this image has no bounds: its pixels have no lon/lat")
+        lonlat = np.asarray(lonlat, dtype=float).reshape(-1, 2)
+        height, width = self.image.shape[:2]
+        west, south, east, north = self.bounds
+        middle = (west + east) / 2.0
+        lon = (lonlat[:, 0] - middle + 180.0) % 360.0 - 180.0 + middle
+        top, bottom = _mercator_y(north), _mercator_y(south)
+        y = np.arcsinh(np.tan(np.radians(lonlat[:, 1])))
+        return np.column_stack([(lon - west) / (east - west) * width, (y - top) / (bottom - top) * height])
+
 
 def _mercator_y(lat: float) -> float:
     return math.asinh(math.tan(math.radians(lat)))
@@ -61,27 +83,42 @@ def _mercator_y(lat: float) -> float:
 
 @dataclass
 class RefineParams:
-    """Matching settings; defaults chosen with `astroloc bench localize` (docs/benchmarks.md).
+    """Matching settings; defaults chosen with `astroloc bench localize` and scripts/refine_eval.py
+    (docs/benchmarks.md, docs/refinement.md).
 
     These defaults are the only copy: the service's settings (ASTROLOC_REFINE_*) default to them,
     and service.localize.refine.refine_params builds a RefineParams from the settings."""
 
     features: str = "sift"
     iterations: int = 4  # EarthMatch's
-    min_inliers: int = 15
-    max_features: int = 4000
-    query_max_side: int = 320  # the photo is matched at this size: as accurate, 30% faster
+    min_inliers: int = 15  # a floor under the calibrated acceptance (a homography from fewer is noise)
+    max_features: int = 4000  # keypoints of the surrounding image (and of each warped view)
+    query_features: int = 2000  # keypoints of the photo
+    query_max_side: int = 512  # the photo is matched at this size (320 loses 5% of the photos: docs/refinement.md)
     ratio: float = 0.8  # Lowe's ratio test
     ransac_reproj_px: float = 6.0
     max_scale: float = 12.0  # the photo may be at most this much larger/smaller than in the surroundings
     min_angle_deg: float = 15.0  # quadrilateral corners sharper than this are shear, not perspective
-    stop_at_inliers_factor: float = 3.0  # a candidate this far above the threshold ends the search
+    stop_at_inliers_factor: float = 3.0  # a candidate this far above the floor, accepted, ends the search
+    root_sift: bool = True  # RootSIFT descriptors (Hellinger distance)
+    mutual: bool = True  # keep only mutual nearest neighbours after the ratio test
+    mask: bool = True  # no keypoints on black borders, window frames, hardware (geo.matching.content_mask)
+    affine: str = "fallback"  # ASIFT for the first match: off | fallback (when the plain one fails) | always
+    affine_tilts: int = 2  # simulated tilts sqrt(2)^1..sqrt(2)^n (45, 60 deg)
+    bootstrap: int = 12  # homographies refitted on inlier resamples for the corner uncertainty
+    resect: bool = True  # corners from the photo's resected camera (geo.resection), not the homography
+    zoom_in_below: float = 4.0  # coarse-to-fine when the photo spans less than 1/this of the surrounding
+    acceptance: Acceptance = field(default_factory=Acceptance)
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.iterations < 1 or self.min_inliers < 4:
             raise ValueError("iterations must be >= 1 and min_inliers >= 4 (a homography needs 4)")
+        if self.affine not in AFFINE_MODES:
+            raise ValueError(f"affine must be one of {AFFINE_MODES}, got {self.affine!r}")
+        if self.query_max_side < 64:
+            raise ValueError(f"query_max_side must be at least 64 px, got {self.query_max_side}")
 
 
 @dataclass
@@ -90,13 +127,31 @@ class Match:
 
     accepted: bool
     inliers: int
-    rotation: int  # degrees: the photo was matched turned clockwise by this
+    rotation: int  # degrees: retrieval's quarter turn of the photo (the match itself is rotation-invariant)
     homography: list | None = None  # 3x3, photo px -> surrounding-image px
     corners_px: list | None = None  # photo TL, TR, BR, BL in surrounding-image px
     footprint: BaseGeometry | None = None
-    reason: str | None = None
+    reason: str | None = None  # why it was refused (None: accepted)
     runtime_s: float = 0.0
     inliers_per_iteration: list[int] = field(default_factory=list)
+    method: str = "sift"  # sift | asift: how the first homography was found
+    tentative: int = 0  # ratio-test matches of the last iteration, before RANSAC
+    corner_shift: float | None = None  # corner movement in the last iteration, x outline diagonal
+    confidence: float | None = None  # P(right), from the calibrated acceptance
+    corner_uncertainty_km: list[float] | None = None  # TL, TR, BR, BL
+    model: str = "homography"  # what gave the corners: the homography, or the resected camera
+    surrounding_bounds: tuple | None = None  # of the image corners_px refer to (a finer one after zooming in)
+    corners_lonlat: list | None = None  # TL, TR, BR, BL as lon, lat
+
+    @property
+    def footprint_method(self) -> str:
+        """What the service records as the footprint's method (at most 32 characters):
+        ``earthmatch-{sift|asift|orb}[+zoom]-{camera|homography}``."""
+        return f"earthmatch-{self.method}-{self.model}"
+
+    @property
+    def inlier_ratio(self) -> float:
+        return self.inliers / self.tentative if self.tentative else 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -104,7 +159,11 @@ class Match:
             "homography": self.homography, "corners_px": self.corners_px,
             "footprint": mapping(self.footprint) if self.footprint is not None else None,
             "reason": self.reason, "runtime_s": round(self.runtime_s, 3),
-            "inliers_per_iteration": self.inliers_per_iteration,
+            "inliers_per_iteration": self.inliers_per_iteration, "method": self.method,
+            "tentative": self.tentative,
+            "corner_shift": None if self.corner_shift is None else round(self.corner_shift, 5),
+            "confidence": self.confidence, "corner_uncertainty_km": self.corner_uncertainty_km,
+            "model": self.model, "corners_lonlat": self.corners_lonlat,
         }
 
 
@@ -119,47 +178,54 @@ class RefineResult:
 # --- features ----------------------------------------------------------------------------------
 
 
-def _detector(params: RefineParams):  # noqa: ANN202
-    if params.features == "sift":
-        return cv2.SIFT_create(nfeatures=params.max_features), cv2.NORM_L2
-    return cv2.ORB_create(nfeatures=params.max_features), cv2.NORM_HAMMING
+@dataclass
+class PreparedQuery:
+    """The photo as matching sees it, computed once for all candidates: shrunk to
+    ``query_max_side``, masked, its features (and, lazily, its affine-simulated features)."""
+
+    width: int  # of the original photo
+    height: int
+    small: np.ndarray  # grey, CLAHE-equalised, at matching size
+    mask: np.ndarray | None
+    to_small: np.ndarray  # photo px -> small px
+    features: Features
+    params: RefineParams
+    _affine: Features | None = None
+    turned_shape: tuple[int, int] = (0, 0)  # (h, w) of the photo at the rotation being matched
+
+    @classmethod
+    def of(cls, rgb: np.ndarray, params: RefineParams) -> PreparedQuery:
+        height, width = rgb.shape[:2]
+        shrink = min(1.0, params.query_max_side / max(height, width))
+        small = rgb if shrink == 1.0 else cv2.resize(
+            rgb, (max(1, round(width * shrink)), max(1, round(height * shrink))), interpolation=cv2.INTER_AREA)
+        mask = content_mask(small) if params.mask else None
+        grey = gray(small)
+        to_small = np.diag([small.shape[1] / width, small.shape[0] / height, 1.0])
+        features = detect(grey, params.query_features, mask, features=params.features, root=params.root_sift)
+        return cls(width, height, grey, mask, to_small, features, params)
+
+    @property
+    def affine_features(self) -> Features:
+        if self._affine is None:
+            self._affine = detect_affine(self.small, max(200, self.params.query_features // 4),
+                                         self.params.affine_tilts, self.mask, root=self.params.root_sift)
+        return self._affine
 
 
-def _features(gray: np.ndarray, params: RefineParams):  # noqa: ANN202
-    detector, _ = _detector(params)
-    keypoints, descriptors = detector.detectAndCompute(gray, None)
-    points = np.float32([k.pt for k in keypoints]) if keypoints else np.zeros((0, 2), np.float32)
-    return points, descriptors
+def _surrounding_features(grey: np.ndarray, params: RefineParams, mask: np.ndarray | None = None) -> Features:
+    return detect(grey, params.max_features, mask, features=params.features, root=params.root_sift)
 
 
-def _match(a, b, params: RefineParams) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """Ratio-test matches: (points in image a, points in image b)."""
-    (pa, da), (pb, db) = a, b
-    if da is None or db is None or len(da) < 2 or len(db) < 2:
-        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-    _, norm = _detector(params)
-    pairs = cv2.BFMatcher(norm).knnMatch(da, db, k=2)
-    good = [m for m, *rest in pairs if rest and m.distance < params.ratio * rest[0].distance]
-    return pa[[m.queryIdx for m in good]], pb[[m.trainIdx for m in good]]
-
-
-_CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
-
-
-def _gray(image: np.ndarray, equalize: bool = True) -> np.ndarray:
-    """Grey levels, locally contrast-equalised (CLAHE): haze and colour casts flatten astronaut
-    photos, and features need the contrast back (black borders stay black)."""
-    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    return _CLAHE.apply(gray) if equalize else gray
-
-
-def _homography(src: np.ndarray, dst: np.ndarray, params: RefineParams) -> tuple[np.ndarray | None, int]:
+def _homography(src: np.ndarray, dst: np.ndarray, params: RefineParams) -> tuple[np.ndarray | None, np.ndarray]:
+    """USAC-MAGSAC homography src -> dst and its inlier mask (all False when none)."""
+    none = np.zeros(len(src), bool)
     if len(src) < 4:
-        return None, 0
+        return None, none
     matrix, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, params.ransac_reproj_px, maxIters=5000, confidence=0.999)
     if matrix is None or mask is None:
-        return None, 0
-    return matrix, int(mask.sum())
+        return None, none
+    return matrix, mask.ravel().astype(bool)
 
 
 # --- geometry ----------------------------------------------------------------------------------
@@ -218,56 +284,221 @@ def footprint_of(corners_px: np.ndarray, surrounding: GeoImage) -> BaseGeometry:
 # --- matching ----------------------------------------------------------------------------------
 
 
-def match_candidate(query_rgb: np.ndarray, surrounding: GeoImage, rotation: int, params: RefineParams) -> Match:
-    """Iterative matching of the photo (turned clockwise by ``rotation``) against one candidate."""
+def _first_homography(query: PreparedQuery, turn: np.ndarray, surround: Features, params: RefineParams,
+                      use_affine: bool) -> tuple[np.ndarray | None, int, int]:
+    """Photo (turned small px) -> surrounding px from one feature set: (H, inliers, tentative)."""
+    features = query.affine_features if use_affine else query.features
+    points = project(turn, features.points) if len(features) else features.points
+    ia, ib = match(features, surround, params.ratio, params.mutual)
+    homography, inliers = _homography(points[ia], surround.points[ib], params)
+    return homography, int(inliers.sum()), len(ia)
+
+
+def _plausible(homography: np.ndarray | None, inliers: int, width: int, height: int, params: RefineParams) -> bool:
+    """Whether a first homography (of a width x height photo) is worth iterating on."""
+    if homography is None or inliers < params.min_inliers:
+        return False
+    corners = project(homography, image_corners(width, height))
+    return degenerate_reason(corners, float(width * height), params) is None
+
+
+ZoomIn = Callable[[np.ndarray], "GeoImage | None"]  # photo corners (4, 2) lon/lat -> a finer surrounding
+
+
+@dataclass
+class _Iterated:
+    """The state of EarthMatch's iterations on one surrounding."""
+
+    homography: np.ndarray  # turned photo px -> surrounding px
+    history: list[int]
+    tentative: int
+    corners_seen: list[np.ndarray]  # the photo's corners (surrounding px) after each estimate
+    pairs: tuple[np.ndarray, np.ndarray] | None = None  # last inliers: turned photo px, surrounding px
+
+
+def _iterate(state: _Iterated, query: PreparedQuery, points: np.ndarray, surrounding: GeoImage,
+             to_outline: Callable[[np.ndarray], np.ndarray], iterations: int, params: RefineParams) -> _Iterated:
+    """EarthMatch's iterations: warp the surrounding into the photo's frame with the current
+    estimate, match the photo again, compose the correction."""
+    grey = gray(surrounding.image)
+    valid_source = content_mask(surrounding.image, margin_px=2) if params.mask else np.full(grey.shape, 255, np.uint8)
+    turned_h, turned_w = query.turned_shape
+    erosion = np.ones((7, 7), np.uint8)
+    for _ in range(iterations):
+        try:
+            inverse = np.linalg.inv(state.homography)
+        except np.linalg.LinAlgError:
+            break
+        warped = cv2.warpPerspective(grey, inverse, (turned_w, turned_h))
+        # Keypoints only where the warp has pixels, away from its edge (which is no ground feature).
+        valid = cv2.erode(cv2.warpPerspective(valid_source, inverse, (turned_w, turned_h)), erosion)
+        found = _surrounding_features(warped, params, valid)
+        ia, ib = match(query.features, found, params.ratio, params.mutual)
+        correction, mask = _homography(points[ia], found.points[ib], params)
+        state.history.append(int(mask.sum()))
+        state.tentative = len(ia)
+        if correction is None:
+            break
+        state.pairs = (points[ia][mask], project(state.homography, found.points[ib][mask]))
+        state.homography = state.homography @ correction  # turned px -> warped px -> surrounding px
+        state.corners_seen.append(to_outline(state.homography))
+    return state
+
+
+def _degrees_per_px(image: GeoImage) -> float:
+    west, _, east, _ = image.bounds
+    return (east - west) / image.image.shape[1]
+
+
+def _mercator_between(coarse: GeoImage, fine: GeoImage) -> np.ndarray:
+    """coarse px -> fine px: both are Web Mercator, so an axis-aligned scale and shift."""
+    probe = np.array([[0.0, 0.0], [coarse.image.shape[1], coarse.image.shape[0]]])
+    (x0, y0), (x1, y1) = fine.lonlat_to_pixel(coarse.pixel_to_lonlat(probe))
+    sx, sy = (x1 - x0) / probe[1, 0], (y1 - y0) / probe[1, 1]
+    return np.array([[sx, 0.0, x0], [0.0, sy, y0], [0.0, 0.0, 1.0]])
+
+
+def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, rotation: int,
+                    params: RefineParams, zoom_in: ZoomIn | None = None) -> Match:
+    """Iterative matching of the photo (turned clockwise by ``rotation``) against one candidate.
+
+    The first homography comes from the photo's features (RootSIFT, mutual NN); when it fails or
+    gives an implausible outline and ``affine`` allows, from its affine simulations (ASIFT). Then
+    EarthMatch's iterations. When the photo covers a small part of the surrounding and
+    ``zoom_in`` gives a finer one around it (coarse-to-fine), the iterations go on there. The
+    corners come from the photo's resected camera (geo.resection; else the homography), their
+    uncertainty from its covariance; the calibrated acceptance (geo.acceptance) decides."""
     started = time.perf_counter()
     if rotation % 90:
         raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
+    if not isinstance(query, PreparedQuery):
+        query = PreparedQuery.of(query, params)
     turns = (rotation // 90) % 4
-    height, width = query_rgb.shape[:2]
-    shrink = min(1.0, params.query_max_side / max(height, width))
-    small = query_rgb if shrink == 1.0 else cv2.resize(
-        query_rgb, (max(1, round(width * shrink)), max(1, round(height * shrink))), interpolation=cv2.INTER_AREA
-    )
-    turned = np.ascontiguousarray(np.rot90(small, -turns))
-    # photo px -> small px -> turned px
-    to_turned = quarter_turn_matrix(turns, small.shape[1], small.shape[0]) @ np.diag(
-        [small.shape[1] / width, small.shape[0] / height, 1.0]
-    )
-    query_features = _features(_gray(turned), params)
-    surround_gray = _gray(surrounding.image)
-    turned_h, turned_w = turned.shape[:2]
+    small_h, small_w = query.small.shape
+    turn = quarter_turn_matrix(turns, small_w, small_h)
+    turned_w, turned_h = (small_h, small_w) if turns % 2 else (small_w, small_h)
+    query.turned_shape = (turned_h, turned_w)
+    to_turned = turn @ query.to_small  # photo px -> small px -> turned px
+    points = project(turn, query.features.points) if len(query.features) else query.features.points
+    surround_mask = content_mask(surrounding.image, margin_px=2) if params.mask else None
+    surround = _surrounding_features(gray(surrounding.image), params, surround_mask)
 
-    homography, inliers = _homography(*_match(query_features, _features(surround_gray, params), params), params)
-    history = [inliers]
+    method = params.features
+    affine = params.affine if params.features == "sift" else "off"  # ASIFT is SIFT's
+    homography, inliers, tentative = _first_homography(query, turn, surround, params, use_affine=affine == "always")
+    if affine == "always":
+        method = "asift"
+    elif affine == "fallback" and not _plausible(homography, inliers, turned_w, turned_h, params):
+        alternative, more, tried = _first_homography(query, turn, surround, params, use_affine=True)
+        if _plausible(alternative, more, turned_w, turned_h, params) and (
+                more > inliers or not _plausible(homography, inliers, turned_w, turned_h, params)):
+            homography, inliers, tentative, method = alternative, more, tried, "asift"
     if homography is None:
         return Match(False, 0, rotation, reason="too few feature matches for a homography",
-                     runtime_s=time.perf_counter() - started, inliers_per_iteration=history)
-    for _ in range(params.iterations - 1):
-        try:
-            warped = cv2.warpPerspective(surround_gray, np.linalg.inv(homography), (turned_w, turned_h))
-        except np.linalg.LinAlgError:
-            break
-        correction, inliers = _homography(*_match(query_features, _features(warped, params), params), params)
-        history.append(inliers)
-        if correction is None:
-            break
-        homography = homography @ correction  # turned px -> warped px -> surrounding px
+                     runtime_s=time.perf_counter() - started, inliers_per_iteration=[inliers], method=method,
+                     tentative=tentative)
+    outline = image_corners(query.width, query.height)
+
+    def to_outline(h: np.ndarray) -> np.ndarray:
+        return project(h @ to_turned, outline)
+
+    state = _Iterated(homography, [inliers], tentative, [to_outline(homography)])
+    state = _iterate(state, query, points, surrounding, to_outline, params.iterations - 1, params)
+    if zoom_in is not None and surrounding.bounds is not None and state.history[-1] >= params.min_inliers:
+        corners = state.corners_seen[-1]
+        extent = float(np.ptp(corners, axis=0).max()) if np.isfinite(corners).all() else math.inf
+        if extent < max(surrounding.image.shape[:2]) / params.zoom_in_below:
+            finer = zoom_in(surrounding.pixel_to_lonlat(corners))
+            if finer is not None and finer.bounds is not None and _degrees_per_px(finer) < _degrees_per_px(surrounding) / 1.5:
+                # Coarse-to-fine: carry the estimate over and iterate on the finer imagery.
+                carried = _mercator_between(surrounding, finer) @ state.homography
+                surrounding = finer
+                state = _Iterated(carried, state.history, state.tentative, [to_outline(carried)])
+                state = _iterate(state, query, points, surrounding, to_outline, params.iterations - 1, params)
+                method += "+zoom"
+    homography, history, tentative, last_pairs = state.homography, state.history, state.tentative, state.pairs
+    corners_seen = state.corners_seen
+    inliers = history[-1]
     total = homography @ to_turned  # photo px -> surrounding px
     total = total / total[2, 2]
-    corners = project(total, image_corners(width, height))
-    reason = degenerate_reason(corners, float(width * height), params)
-    runtime = time.perf_counter() - started
+    corners = project(total, outline)
+    camera = None
+    if params.resect and last_pairs is not None and surrounding.bounds is not None and inliers >= params.min_inliers:
+        # The photo's camera from the inliers: corners where their rays meet the Earth (geo.resection).
+        photo_px = project(np.linalg.inv(to_turned), last_pairs[0])
+        camera = resect(photo_px, surrounding.pixel_to_lonlat(last_pairs[1]), query.width, query.height)
+        seen = camera.corner_lonlat() if camera is not None else None
+        if seen is not None and np.isfinite(seen).all() and camera.rms_px <= params.ransac_reproj_px * max(
+                1.0, query.width / query.small.shape[1]):
+            corners = surrounding.lonlat_to_pixel(seen)
+        else:
+            camera = None
+    reason = degenerate_reason(corners, float(query.width * query.height), params)
     if reason is None and inliers < params.min_inliers:
         reason = f"{inliers} inliers, fewer than the {params.min_inliers} needed"
-    footprint = None
+    shift = None
+    if len(corners_seen) >= 2 and reason is None:
+        diagonal = max(np.linalg.norm(corners[2] - corners[0]), np.linalg.norm(corners[3] - corners[1]), 1e-9)
+        shift = float(np.linalg.norm(corners_seen[-1] - corners_seen[-2], axis=1).max() / diagonal)
+    footprint = corners_lonlat = None
     if reason is None and surrounding.bounds is not None:
+        corners_lonlat = [[round(float(lon), 6), round(float(lat), 6)] for lon, lat in surrounding.pixel_to_lonlat(corners)]
         try:
             footprint = footprint_of(corners, surrounding)
         except ValueError as exc:
             reason = f"footprint is not a valid polygon: {exc}"
-    return Match(reason is None, inliers, rotation, total.tolist(), corners.tolist(), footprint, reason,
-                 runtime, history)
+    match_ = Match(False, inliers, rotation, total.tolist(), corners.tolist(), footprint, reason, 0.0, history,
+                   method, tentative, shift, model="camera" if camera is not None else "homography",
+                   surrounding_bounds=surrounding.bounds, corners_lonlat=corners_lonlat)
+    if reason is None:
+        confidence = params.acceptance.probability(inliers, match_.inlier_ratio)
+        match_.confidence = round(confidence, 6)
+        reason = params.acceptance.refusal(confidence, shift)
+        if camera is not None and np.isfinite(camera.corner_spread_km).all():
+            match_.corner_uncertainty_km = params.acceptance.uncertainty_km(camera.corner_spread_km)
+        elif surrounding.bounds is not None:
+            spread_px = corner_spread_px(last_pairs, to_turned, outline, params) if last_pairs else np.zeros(4)
+            if len(corners_seen) >= 2:
+                spread_px = np.hypot(spread_px, np.linalg.norm(corners_seen[-1] - corners_seen[-2], axis=1))
+            match_.corner_uncertainty_km = params.acceptance.uncertainty_km(
+                spread_px * km_per_px(surrounding, corners))
+    match_.reason = reason
+    match_.accepted = reason is None
+    match_.runtime_s = time.perf_counter() - started
+    return match_
+
+
+def corner_spread_px(pairs: tuple[np.ndarray, np.ndarray], to_turned: np.ndarray, outline: np.ndarray,
+                     params: RefineParams, seed: int = 0) -> np.ndarray:
+    """Per-corner spread (px in the surrounding) of the photo's corners over least-squares
+    homographies refitted on bootstrap resamples of the last iteration's inliers."""
+    src, dst = pairs
+    if len(src) < 8 or params.bootstrap < 2:
+        return np.full(4, np.nan) if len(src) < 8 else np.zeros(4)
+    rng = np.random.default_rng(seed)
+    seen = []
+    for _ in range(params.bootstrap):
+        pick = rng.integers(0, len(src), len(src))
+        matrix, _ = cv2.findHomography(src[pick], dst[pick], 0)
+        if matrix is not None:
+            seen.append(project(matrix @ to_turned, outline))
+    if len(seen) < 2:
+        return np.full(4, np.nan)
+    stack = np.stack(seen)  # (B, 4, 2)
+    return np.sqrt(stack.var(axis=0).sum(axis=1))
+
+
+def km_per_px(surrounding: GeoImage, points: np.ndarray) -> np.ndarray:
+    """Ground size of one surrounding pixel (km) at each point (the mean of its two sides)."""
+    from geo.lonlat import WGS84_GEOD
+
+    points = np.asarray(points, float)
+    here = surrounding.pixel_to_lonlat(points)
+    right = surrounding.pixel_to_lonlat(points + [1.0, 0.0])
+    down = surrounding.pixel_to_lonlat(points + [0.0, 1.0])
+    _, _, across = WGS84_GEOD.inv(here[:, 0], here[:, 1], right[:, 0], right[:, 1])
+    _, _, along = WGS84_GEOD.inv(here[:, 0], here[:, 1], down[:, 0], down[:, 1])
+    return (np.asarray(across) + np.asarray(along)) / 2000.0
 
 
 def refine_candidates(
@@ -275,28 +506,42 @@ def refine_candidates(
     candidates: Iterable[tuple[GeoImage, int]],
     params: RefineParams,
     on_progress: Callable[[int, int, Match], None] | None = None,
+    deadline: float | None = None,
+    zoom_in: ZoomIn | None = None,
 ) -> RefineResult:
-    """Match the photo against each candidate in retrieval order; the accepted match with most
-    inliers wins. The search stops early at a match ``stop_at_inliers_factor`` times above the
-    threshold: nothing further down the list will beat it by enough to matter, and time is the
-    service's budget (EarthMatch checks the top candidates the same way, best first)."""
-    candidates = list(candidates)
+    """Match the photo against each candidate in retrieval order; the accepted match with the
+    highest confidence wins. The photo's features are computed once for all candidates. The
+    search stops early at an accepted match ``stop_at_inliers_factor`` times above the inlier
+    floor: nothing further down the list will beat it by enough to matter, and time is the
+    service's budget (EarthMatch checks the top candidates the same way, best first).
+
+    ``candidates`` may be a lazy Sequence (each surrounding loaded when its turn comes);
+    ``deadline`` (a ``time.monotonic()`` instant) ends the search once passed, the rest untried;
+    ``zoom_in`` gives finer surroundings for coarse-to-fine (:func:`match_candidate`)."""
+    candidates = candidates if isinstance(candidates, Sequence) else list(candidates)
     count = len(candidates)
+    query = PreparedQuery.of(query_rgb, params)
     matches: list[Match] = []
-    for i, (surrounding, rotation) in enumerate(candidates):
-        match = match_candidate(query_rgb, surrounding, rotation, params)
-        matches.append(match)
+    out_of_time = False
+    for i in range(count):
+        surrounding, rotation = candidates[i]
+        match_ = match_candidate(query, surrounding, rotation, params, zoom_in)
+        matches.append(match_)
         if on_progress:
-            on_progress(i, count, match)
-        if match.accepted and match.inliers >= params.stop_at_inliers_factor * params.min_inliers:
+            on_progress(i, count, match_)
+        if match_.accepted and match_.inliers >= params.stop_at_inliers_factor * params.min_inliers:
+            break
+        if deadline is not None and time.monotonic() >= deadline and i + 1 < count:
+            out_of_time = True
             break
     accepted = [m for m in matches if m.accepted]
     if not accepted:
-        best_tried = max((m.inliers for m in matches), default=0)
-        return RefineResult(None, matches, False,
-                            f"no candidate accepted among {len(matches)} (best had {best_tried} inliers, "
-                            f"{params.min_inliers} needed)")
-    best = max(accepted, key=lambda m: m.inliers)
+        best_tried = max(matches, key=lambda m: m.inliers, default=None)
+        detail = (f"best had {best_tried.inliers} inliers: {best_tried.reason}" if best_tried is not None
+                  else "none tried")
+        budget = f"; the time budget spent with {count - len(matches)} untried" if out_of_time else ""
+        return RefineResult(None, matches, False, f"no candidate accepted among {len(matches)} ({detail}{budget})")
+    best = max(accepted, key=lambda m: (m.confidence or 0.0, m.inliers))
     return RefineResult(best, matches, True, None)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from geo.refine import GeoImage
 from index.sources import TileError, TileSource
-from index.tiles import Tile, tile_xy_to_lonlat
+from index.tiles import Tile, tile_at, tile_xy_to_lonlat
 
 
 def surrounding_image(source: TileSource, tile: Tile, size: int = 3) -> GeoImage:
@@ -38,3 +38,30 @@ def surrounding_image(source: TileSource, tile: Tile, size: int = 3) -> GeoImage
     west, north = tile_xy_to_lonlat(x0, y0, tile.z)
     east, south = tile_xy_to_lonlat(x0 + size, y0 + size, tile.z)
     return GeoImage(canvas, (float(west), float(south), float(east), float(north)))
+
+
+def zoom_in_surrounding(source: TileSource, corners_lonlat: np.ndarray, max_zoom: int,
+                        span: float = 1.5) -> GeoImage | None:
+    """A finer surrounding image around a photo already found on a coarse one (coarse-to-fine):
+    the 3x3 neighbourhood of the finest zoom (at most ``max_zoom``) at which the photo spans at
+    most ``span`` tiles (1.5: half the neighbourhood, so it stays inside), around the photo's
+    centre (the caller checks it is finer than what it had).
+
+    ``corners_lonlat``: (4, 2) lon/lat of the photo's corners on the coarse image."""
+    import math
+
+    corners = np.asarray(corners_lonlat, float)
+    if not np.isfinite(corners).all():
+        return None
+    lon = corners[:, 0]
+    middle = float(lon.mean())
+    lon = (lon - middle + 180.0) % 360.0 - 180.0 + middle  # across the antimeridian
+    centre_lon, centre_lat = float(lon.mean()), float(corners[:, 1].mean())
+    width_deg = max(float(np.ptp(lon)), float(np.ptp(corners[:, 1])) / max(math.cos(math.radians(centre_lat)), 0.05))
+    if width_deg <= 0:
+        return None
+    zoom = min(max_zoom, int(math.floor(math.log2(360.0 * span / width_deg))))
+    if zoom < 0:
+        return None
+    centre_lon = (centre_lon + 180.0) % 360.0 - 180.0
+    return surrounding_image(source, tile_at(centre_lon, max(-85.0, min(85.0, centre_lat)), zoom))

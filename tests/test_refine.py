@@ -188,3 +188,85 @@ def test_the_service_settings_default_to_the_refinement_defaults():
     assert refine_params(Settings()) == RefineParams()  # one copy of each default: geo.refine's
     tuned = refine_params(Settings(refine_min_inliers=25, refine_features="orb"))
     assert (tuned.min_inliers, tuned.features) == (25, "orb")
+
+
+# --- real photographs (issue 16): oblique views, the resected camera, coarse-to-fine, EXIF ----------
+
+
+@pytest.fixture(scope="module")
+def oblique():
+    """A 50-deg oblique, 80 mm view of the Nile valley and the Red Sea hills, from the ISS."""
+    from datetime import datetime, timezone
+
+    from world.view import ViewSpec, render_view
+
+    return render_view(ViewSpec(datetime(2020, 3, 1, 9, 0, tzinfo=timezone.utc), 33.0, 24.0, 420.0, 50.0, 330.0,
+                                25.0, 80.0, width=512, height=512))
+
+
+def _corner_errors_km(match, footprint) -> list[float]:  # noqa: ANN001
+    from pyproj import Geod
+
+    truth = footprint.corners[[1, 2, 3, 0]]  # LL, UL, UR, LR -> TL, TR, BR, BL
+    return [Geod(ellps="WGS84").inv(a[0], a[1], b[0], b[1])[2] / 1000.0
+            for a, b in zip(match.corners_lonlat, truth, strict=True)]
+
+
+def test_an_oblique_photo_is_located_through_its_camera(oblique):
+    from index.tiles import tile_at
+
+    surrounding = surrounding_image(BlueMarbleTileSource(), tile_at(*oblique.footprint.centre, 6))
+    match = match_candidate(oblique.image, surrounding, 0, RefineParams())
+    assert match.accepted, match.reason
+    assert match.model == "camera"  # the corners are the resected camera's rays on the ellipsoid
+    iou = match.footprint.intersection(oblique.footprint.polygon).area / match.footprint.union(oblique.footprint.polygon).area
+    assert iou > 0.9
+    errors = _corner_errors_km(match, oblique.footprint)
+    assert max(errors) < 15.0, errors
+    assert 0.0 < match.confidence <= 1.0 and len(match.inliers_per_iteration) == RefineParams().iterations
+    assert len(match.corner_uncertainty_km) == 4 and min(match.corner_uncertainty_km) > 0
+    # The plain homography's corners of the same matches are much further off.
+    flat = match_candidate(oblique.image, surrounding, 0, RefineParams(resect=False))
+    assert flat.model == "homography" and max(_corner_errors_km(flat, oblique.footprint)) > max(errors)
+
+
+def test_a_coarse_candidate_is_refined_on_finer_tiles(oblique):
+    from index.surroundings import zoom_in_surrounding
+    from index.tiles import tile_at
+
+    source = BlueMarbleTileSource()
+    coarse = surrounding_image(source, tile_at(*oblique.footprint.centre, 5))  # the photo: ~1/6 of it
+    # Zoom in whenever the photo spans less than half of the surrounding image.
+    match = match_candidate(oblique.image, coarse, 0, RefineParams(zoom_in_below=2.0),
+                            zoom_in=lambda corners: zoom_in_surrounding(source, corners, max_zoom=6))
+    assert match.accepted, match.reason
+    assert match.method.endswith("+zoom")
+    west, _, east, _ = match.surrounding_bounds
+    assert east - west == pytest.approx((coarse.bounds[2] - coarse.bounds[0]) / 2)  # corners on the zoom-6 image
+    assert max(_corner_errors_km(match, oblique.footprint)) < 20.0
+
+
+def test_the_photo_is_matched_upright_and_dated_from_its_exif(tmp_path):
+    import io
+
+    from PIL import ImageOps
+
+    from service.exif import read_exif, upright
+
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((40, 60, 3)) * 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # the camera was turned 90 deg clockwise
+    details = exif.get_ifd(0x8769)
+    details[0x9003] = "2016:04:09 12:34:56"  # DateTimeOriginal (the ISS cameras run on GMT)
+    details[0x920A] = 400.0  # FocalLength, mm
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif, quality=95)
+    found = read_exif(buffer.getvalue())
+    assert found.orientation == 6 and found.focal_mm == 400.0
+    assert found.captured_at.isoformat() == "2016-04-09T12:34:56+00:00"
+    reference = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))).convert("RGB"))
+    turned = upright(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")), found.orientation)
+    assert turned.shape == reference.shape == (60, 40, 3) and np.array_equal(turned, reference)
+    assert read_exif(b"not an image").orientation == 1  # nothing to read: nothing changed

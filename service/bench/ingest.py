@@ -36,8 +36,13 @@ TARGET_PER_DAY = 10_000  # the ISS's daily output of photos
 
 
 def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int = 4,
-        admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres") -> str:
-    """Ingest ``photos`` held-out photos through API + workers; returns the markdown report."""
+        admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        photo_size: tuple[int, int] | None = None) -> str:
+    """Ingest ``photos`` held-out photos through API + workers; returns the markdown report.
+
+    ``photo_size`` (width, height): each photo is first enlarged into a JPEG of that size (the
+    square render scaled to the height, black borders left and right, as a scan's), so that the
+    decoding and resizing of catalogue-sized files is in the measurement."""
     stack = prepare_demo(settings, progress=True)  # world, model, index (reused when present)
     chosen = {p.photo_id for p in world_photos(settings, "test", limit=photos)}
     name = f"astroloc_bench_{uuid.uuid4().hex[:8]}"
@@ -56,23 +61,29 @@ def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int
             upgrade_database(database_url)
             ensure_tles(bench)
             ensure_demo_model(bench)
-            catalogue = _catalogue(settings, chosen, root / "catalogue.csv")
+            catalogue = _catalogue(settings, chosen, root / "catalogue.csv", photo_size)
             summary, jobs, wall = _ingest_through_service(bench, catalogue, root, workers, concurrency)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
-    return _report(stack, summary, jobs, wall, workers, concurrency)
+    return _report(stack, summary, jobs, wall, workers, concurrency, photo_size)
 
 
-def _catalogue(settings: Settings, photo_ids: set[str], out: Path) -> Path:
-    """The world's catalogue rows of the chosen photos, image paths made absolute."""
+def _catalogue(settings: Settings, photo_ids: set[str], out: Path, photo_size: tuple[int, int] | None = None) -> Path:
+    """The world's catalogue rows of the chosen photos, image paths made absolute (or, with
+    ``photo_size``, pointing at enlarged copies next to the catalogue)."""
     world = settings.resolved_world_dir.resolve()  # the catalogue lives elsewhere: absolute paths
     with (world / "queries.csv").open(newline="") as handle:
         reader = csv.DictReader(handle)
         rows = [dict(r, URL=str(world / r["URL"])) for r in reader
                 if f"{r['MISSION']}-{r['ROLL']}-{r['FRAME']}" in photo_ids]
         header = reader.fieldnames
+    if photo_size is not None:
+        folder = out.parent / "large"
+        folder.mkdir(parents=True, exist_ok=True)
+        for row in rows:
+            row["URL"] = str(_enlarged(Path(row["URL"]), folder, photo_size))
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, header)
         writer.writeheader()
@@ -119,6 +130,21 @@ def _ingest_through_service(settings: Settings, catalogue: Path, root: Path, wor
     return summary, jobs, wall
 
 
+def _enlarged(image_path: Path, folder: Path, size: tuple[int, int]) -> Path:
+    """A catalogue-sized JPEG of a world photo: scaled to the height, centred on black."""
+    from PIL import Image
+
+    width, height = size
+    with Image.open(image_path) as image:
+        scale = height / image.height
+        scaled = image.convert("RGB").resize((round(image.width * scale), height), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(scaled, ((width - scaled.width) // 2, 0))
+    path = folder / image_path.name
+    canvas.save(path, "JPEG", quality=90)
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -152,7 +178,8 @@ def _mean(values: list) -> float:
     return statistics.mean(values) if values else float("nan")
 
 
-def _report(stack, summary: dict, jobs: list[dict], wall: float, workers: int, concurrency: int) -> str:  # noqa: ANN001
+def _report(stack, summary: dict, jobs: list[dict], wall: float, workers: int, concurrency: int,  # noqa: ANN001
+            photo_size: tuple[int, int] | None = None) -> str:
     done = len(jobs)
     per_hour = done / wall * 3600 if wall else 0.0
     results = [j.get("result") or {} for j in jobs]
@@ -164,7 +191,9 @@ def _report(stack, summary: dict, jobs: list[dict], wall: float, workers: int, c
     busy = sum(v for v in refinement if v) + sum(v for v in retrieval if v)
     verdict = "meets" if per_hour * 24 >= TARGET_PER_DAY else "falls short of"
     return "\n".join([
-        f"{done} held-out demo-world photos through `astroloc ingest` -> 1 API process + {workers} RQ "
+        f"{done} held-out demo-world photos"
+        + (f" as {photo_size[0]}x{photo_size[1]} JPEGs (the 512-px renders enlarged, black borders)" if photo_size else "")
+        + f" through `astroloc ingest` -> 1 API process + {workers} RQ "
         f"workers, PostgreSQL/PostGIS + Redis, {concurrency} requests in flight; model "
         f"{stack.model.label()}, index of {stack.tiles_indexed} tiles x 4 rotations; {os.cpu_count()} cores.",
         "",
