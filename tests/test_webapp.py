@@ -230,13 +230,16 @@ def test_a_refused_upload_shows_its_message(sqlite_settings, tmp_path, open_page
 
 def test_with_api_keys_a_wrong_key_is_shown_as_such(sqlite_settings, tmp_path, open_page):
     from tests.test_localize import _jpeg
+    from tests.test_webapp_api import _store_photo
 
     photo = tmp_path / "small.jpg"
     photo.write_bytes(_jpeg())
     settings = sqlite_settings.model_copy(update={"api_keys": ["right-key"]})
+    _store_photo(settings, tmp_path, [(10, 30), (20, 30), (20, 42), (10, 42)])
     with live_server(settings) as base:
         page = open_page(base).page
         assert page.is_visible("#key-form")
+        assert "only with an API key" in page.inner_text("#messages")  # reads are not public here
         page.fill("#key-input", "wrong-key")
         page.click("#key-form button")
         page.wait_for_selector("#key-state[data-state=error]", timeout=10_000)
@@ -254,10 +257,19 @@ def test_with_api_keys_a_wrong_key_is_shown_as_such(sqlite_settings, tmp_path, o
         page.click("#key-form button")
         page.wait_for_selector("#key-state[data-state=ok]", timeout=10_000)
         assert page.evaluate("sessionStorage.getItem('astroloc.apiKey')") == "right-key"
-        # Kept for the browser session: a reload does not ask again.
+        page.wait_for_function("document.querySelector('#footprint-count').dataset.count === '1'", timeout=10_000)
+        # Kept for the browser session: a reload does not ask again; the photo's page, its
+        # overlay image included, is read with the key.
+        page.goto(f"{base}/#photo=P1")
         page.reload()
         page.wait_for_selector("body[data-ready=true]")
         assert page.inner_text("#key-state") == "key set"
+        page.wait_for_function(
+            "(() => { const i = document.querySelector('img.photo-overlay'); return i && i.complete && i.naturalWidth > 0 })()",
+            timeout=30_000,
+        )
+        assert page.get_attribute("img.photo-overlay", "src").startswith("blob:")
+        assert page.get_attribute("#photo-details", "data-photo-id") == "P1"
 
 
 def test_star_id_shows_the_attitude_and_the_identified_stars(sqlite_settings, open_page, tmp_path):

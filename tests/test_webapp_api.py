@@ -126,10 +126,14 @@ def test_app_config_and_api_key_check(sqlite_settings):
         assert client.get("/app/key").status_code == 204
     keyed = sqlite_settings.model_copy(update={"api_keys": ["k1"]})
     with _client(keyed) as client:
-        assert client.get("/app/config.json").json()["api_keys_required"] is True
+        config = client.get("/app/config.json").json()
+        assert config["api_keys_required"] is True and config["read_keys_required"] is True
         assert client.get("/app/key", headers={"X-API-Key": "nope"}).status_code == 401
         assert client.get("/app/key").status_code == 401
         assert client.get("/app/key", headers={"X-API-Key": "k1"}).status_code == 204
+    public = keyed.model_copy(update={"public_reads": True})
+    with _client(public) as client:
+        assert client.get("/app/config.json").json()["read_keys_required"] is False
 
 
 def test_the_page_at_root_or_how_to_build_it(sqlite_settings, tmp_path, monkeypatch):

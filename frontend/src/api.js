@@ -33,11 +33,15 @@ export function describeError(status, body) {
   return `HTTP ${status}`;
 }
 
+function keyMessage(message) {
+  return apiKey() ? `wrong API key: ${message}` : `an API key is needed: ${message}`;
+}
+
 // fetch + JSON; throws ApiError(status, message) on a non-2xx answer or an unreachable service.
 export async function request(path, { method = "GET", body, json, headers = {}, signal } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, signal };
   const key = apiKey();
-  if (key) init.headers["X-API-Key"] = key;
+  if (key && !("X-API-Key" in headers)) init.headers["X-API-Key"] = key;
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
@@ -62,12 +66,36 @@ export async function request(path, { method = "GET", body, json, headers = {}, 
   }
   if (!response.ok) {
     let message = describeError(response.status, parsed);
-    if (response.status === 401) message = `wrong API key: ${message}`;
-    throw new ApiError(response.status, message);
+    throw new ApiError(response.status, response.status === 401 ? keyMessage(message) : message);
   }
   return { status: response.status, body: parsed };
 }
 
 export async function getJSON(path, options) {
   return (await request(path, options)).body;
+}
+
+// An image or document the service guards with the key: fetched with the header, handed out as
+// a blob: URL (an <img src> or a link cannot send headers). The caller revokes it.
+export async function fetchObjectUrl(path) {
+  const headers = {};
+  const key = apiKey();
+  if (key) headers["X-API-Key"] = key;
+  let response;
+  try {
+    response = await fetch(path, { headers });
+  } catch (error) {
+    throw new ApiError(0, `the service does not answer (${error.message})`);
+  }
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    const message = describeError(response.status, body);
+    throw new ApiError(response.status, response.status === 401 ? keyMessage(message) : message);
+  }
+  return URL.createObjectURL(await response.blob());
 }

@@ -26,12 +26,15 @@ function setKeyState(text, kind) {
 
 // The key is asked once and kept for the browser session (sessionStorage); it is checked when
 // entered, so that a wrong key is told at once, not at the first upload.
-function setUpKey(required) {
+function setUpKey(required, readsNeedKey, onAccepted) {
   const form = $("key-form");
   form.hidden = !required;
   if (!required) return;
   if (apiKey()) setKeyState("key set", "ok");
-  else setKeyState("this service needs an API key for uploads", "warning");
+  else if (readsNeedKey) {
+    setKeyState("this service needs an API key", "warning");
+    showMessage("this service shows its photos only with an API key: enter it above", "warning");
+  } else setKeyState("this service needs an API key for uploads", "warning");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const key = $("key-input").value.trim();
@@ -41,6 +44,7 @@ function setUpKey(required) {
       setApiKey(key);
       $("key-input").value = "";
       setKeyState("key accepted", "ok");
+      await onAccepted();
     } catch (error) {
       if (error.status === 401) {
         setApiKey("");
@@ -54,8 +58,8 @@ function setUpKey(required) {
 }
 
 function keyRejected(message) {
+  setKeyState(apiKey() ? "wrong API key" : "API key needed", "error");
   setApiKey("");
-  setKeyState("wrong API key", "error");
   showMessage(message);
 }
 
@@ -71,7 +75,8 @@ async function start() {
   } catch (error) {
     showMessage(`the service does not answer: ${error.message}`);
   }
-  setUpKey(config.api_keys_required);
+  let reloadAfterKey = async () => {};
+  setUpKey(config.api_keys_required, config.read_keys_required, () => reloadAfterKey());
   getJSON("/health")
     .then((health) => {
       const badge = $("health");
@@ -94,6 +99,7 @@ async function start() {
     },
   });
   photoView = createPhotoView(map);
+  reloadAfterKey = reloadFootprints;
   createUploadPanel({
     map,
     spec,

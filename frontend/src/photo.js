@@ -1,6 +1,6 @@
 // A photo's page: the photo warped onto the map (server-rendered overlay), its details and links.
 import L from "leaflet";
-import { getJSON } from "./api.js";
+import { apiKey, fetchObjectUrl, getJSON } from "./api.js";
 import { footprintStyle } from "./map.js";
 import { showMessage } from "./messages.js";
 
@@ -38,24 +38,32 @@ export function createPhotoView(map) {
   const opacity = $("overlay-opacity");
   opacity.addEventListener("input", () => overlay && overlay.setOpacity(Number(opacity.value)));
 
+  let overlayUrl = null;
   function clear() {
     if (overlay) overlay.remove();
     if (outline) outline.remove();
-    overlay = outline = null;
+    if (overlayUrl) URL.revokeObjectURL(overlayUrl);
+    overlay = outline = overlayUrl = null;
   }
 
   async function show(photoId, { fit = true } = {}) {
     const id = encodeURIComponent(photoId);
     let photo;
     let placement = null;
+    let imageUrl = null;
     try {
       photo = await getJSON(`/photos/${id}`);
-      if (photo.footprint) placement = await getJSON(`/photos/${id}/overlay.json`);
+      if (photo.footprint) {
+        placement = await getJSON(`/photos/${id}/overlay.json`);
+        // Through fetch, so that the API key goes with it when the service guards its photos.
+        imageUrl = await fetchObjectUrl(placement.image_url);
+      }
     } catch (error) {
       showMessage(`photo ${photoId}: ${error.message}`);
       return;
     }
     clear();
+    overlayUrl = imageUrl;
     const details = $("photo-details");
     $("photo-empty").hidden = true;
     details.hidden = false;
@@ -95,6 +103,16 @@ export function createPhotoView(map) {
       a.href = href;
       a.target = "_blank";
       a.textContent = text;
+      // With a key, the document is fetched with it and opened as a blob: a new tab sends no header.
+      a.addEventListener("click", async (event) => {
+        if (!apiKey()) return;
+        event.preventDefault();
+        try {
+          window.open(await fetchObjectUrl(href), "_blank");
+        } catch (error) {
+          showMessage(`${text}: ${error.message}`);
+        }
+      });
       links.append(a, " ");
     };
     link(`/photos/${id}`, "JSON");
@@ -107,7 +125,7 @@ export function createPhotoView(map) {
     if (placement) {
       const b = placement.bounds;
       const bounds = L.latLngBounds([b.south, b.west], [b.north, b.east]);
-      overlay = L.imageOverlay(placement.image_url, bounds, { opacity: Number(opacity.value), className: "photo-overlay", pane: "photo" }).addTo(map);
+      overlay = L.imageOverlay(imageUrl, bounds, { opacity: Number(opacity.value), className: "photo-overlay", pane: "photo" }).addTo(map);
       overlay.once("error", () => showMessage(`photo ${photoId}: its overlay image could not be drawn`));
       outline = L.geoJSON(photo.footprint, { style: (f) => footprintStyle(f.properties, { selected: true }), interactive: false, pane: "selected" }).addTo(map);
       if (fit) map.fitBounds(bounds.pad(1.5), { maxZoom: 7 });

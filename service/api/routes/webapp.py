@@ -39,6 +39,8 @@ def app_config(settings: SettingsDep) -> dict:
     """What the web app needs to know about this service before its first request."""
     return {
         "api_keys_required": bool(settings.api_keys),
+        # Photos, footprints and jobs are read with the key too, unless reads are public.
+        "read_keys_required": bool(settings.api_keys) and not settings.public_reads,
         "max_upload_bytes": settings.max_upload_bytes,
     }
 
