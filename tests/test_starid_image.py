@@ -101,14 +101,15 @@ def test_frames_in_every_format_are_identified(catalog, frames, fmt, tmp_path):
 
 
 def test_a_wrong_field_of_view_is_a_no_result_with_the_reason(catalog, frames):
-    result = identify_image(catalog, frames[2].image, 20.0, psf_sigma_px=1.2)
+    result = identify_image(catalog, frames[2].image, 20.0, psf_sigma_px=1.2, time_budget_s=30.0)
     assert result.status == "no_result"
     assert "fov_deg" in result.result.reason and "20 deg" in result.result.reason
     assert len(result.detection) > 10  # the stars were found, the geometry did not fit
 
 
 def test_a_field_of_view_4_percent_off_is_identified_and_refitted(catalog, frames):
-    result = identify_image(catalog, frames[3].image, 14.0 * 1.04, psf_sigma_px=1.2)
+    # Correctness, not speed, on a shared machine: a generous time budget.
+    result = identify_image(catalog, frames[3].image, 14.0 * 1.04, psf_sigma_px=1.2, time_budget_s=30.0)
     assert result.status == "identified", result.result.reason
     assert abs(result.result.fov_deg - 14.0) < 0.05
     boresight, _ = attitude_errors_deg(result.result.rotation, frames[3].scene.rotation)
