@@ -59,9 +59,19 @@ def localize(
     photos: int = typer.Option(100, help="Held-out demo-world photos to localize."),
     split: str = typer.Option("test", help="World split: test or val."),
     top_k: int = typer.Option(None, help="Candidates refined per photo (default: settings)."),
+    night: bool = typer.Option(
+        False, "--night", help="Night photos by their stars instead (the night set: astroloc world build --night 150)."
+    ),
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
 ) -> None:
     """Retrieval recall, refinement success, footprint IoU / centre error and s/photo on the demo world."""
+    if night:
+        from service.bench import night as bench_night
+        from service.config import get_settings as night_settings
+
+        _report("localize-night", "Night photos localized by their stars",
+                bench_night.run(night_settings(), photos=photos), write)
+        return
     from service.bench import localize as bench_localize
     from service.config import get_settings
 
