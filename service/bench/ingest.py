@@ -73,21 +73,18 @@ def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int
 def _catalogue(settings: Settings, photo_ids: set[str], out: Path, photo_size: tuple[int, int] | None = None) -> Path:
     """The world's catalogue rows of the chosen photos, image paths made absolute (or, with
     ``photo_size``, pointing at enlarged copies next to the catalogue)."""
+    from index.files import write_csv
+    from world.catalogue import CSV_COLUMNS, read_photos
+
     world = settings.resolved_world_dir.resolve()  # the catalogue lives elsewhere: absolute paths
-    with (world / "queries.csv").open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows = [dict(r, URL=str(world / r["URL"])) for r in reader
-                if f"{r['MISSION']}-{r['ROLL']}-{r['FRAME']}" in photo_ids]
-        header = reader.fieldnames
+    chosen = [p for p in read_photos(world, include_limb=True) if p.photo_id in photo_ids]
+    rows = [dict(p.columns, URL=str(p.image_path)) for p in chosen]
     if photo_size is not None:
         folder = out.parent / "large"
         folder.mkdir(parents=True, exist_ok=True)
         for row in rows:
             row["URL"] = str(_enlarged(Path(row["URL"]), folder, photo_size))
-    with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, header)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out, list(CSV_COLUMNS), rows)
     return out
 
 

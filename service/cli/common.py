@@ -24,11 +24,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def read_image(path: Path, max_pixels: int) -> np.ndarray:
     """A photo file as RGB, checked like an upload (format, size, fully decodable), or exit 2
     with the reason."""
-    from service.photos import ImageRejected, check_image, decode_rgb
+    from service.photos import ImageRejected, check_image
 
     try:
-        data = path.read_bytes()
-        check_image(data, max_pixels)
+        return check_image(path.read_bytes(), max_pixels).rgb
     except (OSError, ImageRejected) as exc:
         fail(f"{path}: {exc}")
-    return decode_rgb(data)

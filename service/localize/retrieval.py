@@ -39,8 +39,10 @@ class ModelRef:
 
     @property
     def index_key(self) -> str:
-        """What an index built with this model records as its model version."""
-        return f"{self.architecture}:{self.sha256}"
+        """What an index built with this model records as its model version (model.identity)."""
+        from model.identity import model_identity
+
+        return model_identity(self.architecture, self.sha256)
 
     def label(self) -> str:
         return f"{self.name} (v{self.version_id}, {self.architecture}, sha256 {self.sha256[:12]})"
