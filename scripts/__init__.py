@@ -1,0 +1,1 @@
+"""Operator helpers (dev services, EOL ingestion, evaluation and screenshot scripts)."""
