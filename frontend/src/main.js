@@ -111,16 +111,21 @@ async function start() {
   });
   createStarIdPanel({ spec, onKeyRejected: keyRejected });
 
-  // Deep links: #photo=ID opens a photo's page; #bbox=W,S,E,N shows a region.
-  const hash = new URLSearchParams(location.hash.slice(1));
-  if (hash.get("photo")) {
-    await photoView.show(hash.get("photo"));
-  } else if (hash.get("bbox")) {
-    const [west, south, east, north] = hash.get("bbox").split(",").map(Number);
-    if ([west, south, east, north].every(Number.isFinite)) map.fitBounds([[south, west], [north, east]]);
-    else showMessage(`bad #bbox=${hash.get("bbox")}: expected W,S,E,N in degrees`, "warning");
+  // Deep links: #photo=ID opens a photo's page; #bbox=W,S,E,N shows a region; #tab=upload|starid.
+  async function follow() {
+    const hash = new URLSearchParams(location.hash.slice(1));
+    if (hash.get("photo")) {
+      selectTab("photo");
+      await photoView.show(hash.get("photo"));
+    } else if (hash.get("bbox")) {
+      const [west, south, east, north] = hash.get("bbox").split(",").map(Number);
+      if ([west, south, east, north].every(Number.isFinite)) map.fitBounds([[south, west], [north, east]]);
+      else showMessage(`bad #bbox=${hash.get("bbox")}: expected W,S,E,N in degrees`, "warning");
+    }
+    if (hash.get("tab")) selectTab(hash.get("tab"));
   }
-  if (hash.get("tab")) selectTab(hash.get("tab"));
+  window.addEventListener("hashchange", () => follow());
+  await follow();
   document.body.dataset.ready = "true";
 }
 
