@@ -18,8 +18,7 @@ from index.overlay import photo_overlay, photo_overlay_bounds
 from index.sources import LocalXYZSource
 from service import crud
 from service.config import Settings
-from service.models import Footprint, Photo
-from service.photos import PhotoNotFound, footprint_feature, read_rgb
+from service.photos import PhotoNotFound, footprint_feature, localized_photo, read_rgb
 
 TILE_URL = "/tiles/{z}/{x}/{y}.jpg"
 TILE_MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
@@ -66,17 +65,6 @@ def tile_file(settings: Settings, z: int, x: int, y: int) -> TileFile:
     stat = path.stat()
     media_type = TILE_MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return TileFile(path, media_type, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"')
-
-
-def localized_photo(session: Session, photo_id: str) -> tuple[Photo, Footprint]:
-    """A photo and its latest footprint; PhotoNotFound when either is missing."""
-    photo = crud.get_photo(session, photo_id)
-    if photo is None:
-        raise PhotoNotFound(f"no photo with id {photo_id!r}")
-    footprint = crud.latest_footprint(session, photo_id)
-    if footprint is None:
-        raise PhotoNotFound(f"photo {photo_id!r} has no footprint (not localized yet, or not found)")
-    return photo, footprint
 
 
 def footprint_collection(session: Session, photo_id: str) -> dict:

@@ -218,18 +218,24 @@ def photo_record(session: Session, photo_id: str) -> dict:
     }
 
 
-def footprint_picture_png(settings: Settings, session: Session, photo_id: str) -> bytes:
-    """The photo warped onto its map context with its footprint drawn (catalogue reference, if
-    any, in a second colour)."""
-    from index.overlay import footprint_picture
-    from index.sources import LocalXYZSource
-
+def localized_photo(session: Session, photo_id: str) -> tuple[Photo, Footprint]:
+    """A photo and its latest footprint; PhotoNotFound when either is missing."""
     photo = crud.get_photo(session, photo_id)
     if photo is None:
         raise PhotoNotFound(f"no photo with id {photo_id!r}")
     footprint = crud.latest_footprint(session, photo_id)
     if footprint is None:
         raise PhotoNotFound(f"photo {photo_id!r} has no footprint (not localized yet, or not found)")
+    return photo, footprint
+
+
+def footprint_picture_png(settings: Settings, session: Session, photo_id: str) -> bytes:
+    """The photo warped onto its map context with its footprint drawn (catalogue reference, if
+    any, in a second colour)."""
+    from index.overlay import footprint_picture
+    from index.sources import LocalXYZSource
+
+    photo, footprint = localized_photo(session, photo_id)
     reference = crud.reference_footprint(session, photo_id)
     truth = reference.geom if reference is not None else None
     return footprint_picture(read_rgb(photo.image_path), footprint.geom,
