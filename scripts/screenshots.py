@@ -21,6 +21,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 VIEWPORT = {"width": 1400, "height": 860}
+# True once the selected photo's overlay image is drawn on the map (for page.wait_for_function).
+OVERLAY_LOADED_JS = ("(() => { const i = document.querySelector('img.photo-overlay');"
+                     " return i && i.complete && i.naturalWidth > 0 })()")
 
 
 def launch_chromium(playwright, executable: str = CHROMIUM):  # noqa: ANN001, ANN201
@@ -75,8 +78,7 @@ def main() -> None:
         page.goto(f"{base}/#photo={photo}")
         page.reload()  # a new fragment alone does not restart the app
         page.wait_for_selector("body[data-ready=true]")
-        page.wait_for_function("(() => { const i = document.querySelector('img.photo-overlay');"
-                               " return i && i.complete && i.naturalWidth > 0 })()")
+        page.wait_for_function(OVERLAY_LOADED_JS)
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(args.out / "photo.jpg"), quality=85)
 

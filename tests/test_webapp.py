@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.screenshots import CHROMIUM, launch_chromium
+from scripts.screenshots import CHROMIUM, OVERLAY_LOADED_JS, launch_chromium
 from tests.conftest import REPO_ROOT
 
 WEB_DIST = REPO_ROOT / "frontend" / "dist"
@@ -177,10 +177,7 @@ def test_uploading_a_demo_world_photo_draws_its_footprint(localize_world, tmp_pa
         assert "candidate" in page.inner_text("#upload-progress-label")
         # The footprint is drawn, the photo warped onto the map, the photo's page shown.
         page.wait_for_selector("path.footprint", timeout=10_000)
-        page.wait_for_function(
-            "(() => { const i = document.querySelector('img.photo-overlay'); return i && i.complete && i.naturalWidth > 0 })()",
-            timeout=30_000,
-        )
+        page.wait_for_function(OVERLAY_LOADED_JS, timeout=30_000)
         assert page.get_attribute("#photo-details", "data-photo-id") == photo.photo_id
         table = page.inner_text("#photo-table")
         assert "km²" in table and "confidence" in table
@@ -264,10 +261,7 @@ def test_with_api_keys_a_wrong_key_is_shown_as_such(sqlite_settings, tmp_path, o
         page.reload()
         page.wait_for_selector("body[data-ready=true]")
         assert page.inner_text("#key-state") == "key set"
-        page.wait_for_function(
-            "(() => { const i = document.querySelector('img.photo-overlay'); return i && i.complete && i.naturalWidth > 0 })()",
-            timeout=30_000,
-        )
+        page.wait_for_function(OVERLAY_LOADED_JS, timeout=30_000)
         assert page.get_attribute("img.photo-overlay", "src").startswith("blob:")
         assert page.get_attribute("#photo-details", "data-photo-id") == "P1"
 
