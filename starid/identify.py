@@ -5,11 +5,12 @@
     result = identify_request(catalog, json.load(file))  # POST /star-id body, `astroloc star-id FILE.json`
     result.to_dict()  # the response body
 
-Steps: triplet features of the query stars -> sub-catalogues (Eq. 11) -> ROSIA rotation search
-(Eq. 7, 10; starid.rosia) -> every query star is assigned the nearest catalogue star within alpha_eps
-(and mag_tolerance) under the found rotation -> Wahba's problem on the assigned pairs, re-assign,
-solve again. Stars whose triplet feature was spoiled (a neighbour outside the image, a false star
-nearby) are thus still named once the others fixed the attitude.
+Steps: hypotheses from pairs of the brightest stars -> sub-catalogues -> ROSIA rotation search
+(Eq. 7, 10; starid.rosia.robust_search) -> a chance-alignment test -> every query star is assigned
+the nearest catalogue star within alpha_eps (and mag_tolerance) under the found rotation ->
+Wahba's problem on the assigned pairs, re-assign, solve again, so stars outside the search (the
+fainter ones) are named too. Pixel input adds a field-of-view ladder (FOV_SCALES); frames go
+through identify_image (starid.centroids first).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ DEFAULT_TIME_BUDGET_S = 2.0
 MIN_MATCHED_STARS = 3
 MIN_MATCHED_FRACTION = 0.3
 MAX_QUERY_STARS = 1000  # validation and the final assignment grow with N; real frames have ~10-100
-# The search runs on the brightest detections (the support count grows with their square); the
-# others are named afterwards under the found attitude.
+# The search runs on the brightest detections (hypotheses are scored on each); the others are
+# named afterwards under the found attitude.
 SEARCH_STARS = 16
 # A field of view given up to 5% off is found by trying scales in steps of 1.5% around it: each
 # step leaves at most 0.75% of scale error, 0.05 deg at 7 deg from the boresight, inside alpha_eps.
@@ -232,7 +233,8 @@ def identify(
     """Identify stars given as (N, 3) direction vectors in the camera frame (normalised here).
 
     mags: per-star magnitudes, None (or a None entry) when unknown: those stars skip the magnitude
-    test. alpha_eps_deg: angular tolerance (paper's alpha_eps); mag_tolerance: eps_v of Eq. 11.
+    test. alpha_eps_deg: angular tolerance (paper's alpha_eps); mag_tolerance: eps_v, the magnitude match
+    tolerance.
     Status "no_result" (with the reason) when fewer than 3 stars, or fewer than 30% of them, get a
     name, or when the search exceeds time_budget_s.
     """
