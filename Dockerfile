@@ -1,4 +1,12 @@
 # One image, several commands: `astroloc serve`, `astroloc worker`, `astroloc worker --queues train`.
+# The web map (frontend/) is built in a node stage from its lock file; only its dist/ is copied over.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY frontend/ ./
+RUN npm run build
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,6 +26,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1
 COPY . .
+COPY --from=web /web/dist frontend/dist
 RUN pip install -e . && useradd --create-home --uid 1000 astroloc \
  && mkdir -p /data /models && chown astroloc /data /models
 USER astroloc

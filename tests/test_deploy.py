@@ -65,3 +65,12 @@ def test_dockerfile_default_command_exists():
     argv = [a.strip().strip('"') for a in cmd.split(",")]
     assert argv[:2] == ["astroloc", "serve"]
     assert "torch==2.14.1" in dockerfile and "torchvision==0.29.1" in dockerfile
+
+
+def test_dockerfile_builds_the_web_map_from_its_lock_file():
+    """The API serves frontend/dist at /: the image builds it with npm ci and copies only dist."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM node:\S+ AS web$", dockerfile, re.M)
+    assert "npm ci" in dockerfile and "package-lock.json" in dockerfile
+    assert "COPY --from=web /web/dist frontend/dist" in dockerfile
+    assert (ROOT / "frontend" / "package-lock.json").is_file()
