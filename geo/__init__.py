@@ -9,6 +9,8 @@ EPSG:4326 ``(lon, lat)`` order, split at the antimeridian; areas are WGS84 km².
 - :mod:`geo.visibility`: region of the Earth that sees the satellite, and its area;
 - :mod:`geo.sun`: Sun elevation at ground points;
 - :mod:`geo.footprint`: four-corner photo footprints, their area and IoU;
+- :mod:`geo.prior`: the obliquity prior fitted on the real EOL footprints (where photos lie around the nadir);
+- :mod:`geo.checks`: metadata checks (capture time, TLE age, nadir vs orbit, footprint vs horizon);
 - :mod:`geo.eol`: the EOL catalogue layout (columns, photo id ``MISSION-ROLL-FRAME``, corner order);
 - :mod:`geo.lonlat`, :mod:`geo.geojson`: shared lon/lat helpers and GeoJSON;
 - :mod:`geo.sky`: offline skyfield data and the timezone rule for times.

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from geo.checks import NADIR_ORBIT_MAX_KM as _NADIR_ORBIT_MAX_KM
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASTROLOC_", env_file=".env", extra="ignore")
@@ -84,6 +86,11 @@ class Settings(BaseSettings):
     visibility_min_elevation_deg: float = Field(
         0.0, ge=0, lt=90, description="Minimum ISS elevation (degrees) bounding the search region."
     )
+    # geo/checks.py (issue 19): why 150 km (catalogue p90 7.3 km, TLE drift) is in its docstring.
+    nadir_orbit_max_km: float = Field(
+        _NADIR_ORBIT_MAX_KM, gt=0, description="A given nadir farther than this from the orbit's sub-point "
+        "at the capture time is flagged, and both visibility regions are searched."
+    )
 
     # --- retrieval model (model/: networks, descriptors, ONNX serving) -------------------------
     model_device: Literal["auto", "cpu", "cuda"] = Field(
@@ -154,6 +161,27 @@ class Settings(BaseSettings):
     demo_photos: int = Field(5, ge=1, le=200, description="Held-out photos `astroloc demo` localizes.")
     localize_max_candidates: int = Field(
         10, ge=1, le=100, description="Retrieval candidates the refinement job tries at most."
+    )
+    # The obliquity prior (geo/prior.py, service/localize/ranking.py): weights fitted on the demo
+    # world's validation split by `astroloc bench prior` for the demo model (docs/benchmarks.md:
+    # test R@1 in-region 12.7% -> 72.6%); another model or world needs its own fit; 0 turns a term off.
+    search_prior_weight: float = Field(
+        0.5, ge=0, description="Weight of the log-prior of a tile's place (distance from the nadir) in the ranking."
+    )
+    search_prior_size_weight: float = Field(
+        0.003, ge=0, description="Weight of the log-prior of a tile's width (footprint size vs distance)."
+    )
+    search_prior_pool: int = Field(
+        100, ge=1, le=1000, description="Most similar tiles in the region re-ranked by similarity + prior."
+    )
+    # Lost in space (no time, no nadir; service/localize/worldwide.py): coarse to fine, then the
+    # refinement job tries candidates until a clear winner or the budget is spent.
+    lost_in_space_budget_s: float = Field(20.0, gt=0, description="Time budget per photo searched world-wide, s.")
+    lost_in_space_max_candidates: int = Field(
+        100, ge=1, le=1000, description="Candidates refined at most for a world-wide search."
+    )
+    lost_in_space_coarse_k: int = Field(
+        10, ge=1, le=1000, description="Coarse tiles whose surroundings the fine zooms are searched in."
     )
 
     # --- star identification ------------------------------------------------------------------

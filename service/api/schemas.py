@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from service.localize.contracts import SearchSummary
+
 
 class Message(BaseModel):
     detail: str
@@ -160,6 +162,20 @@ class LocalizeForm(BaseModel):
         if (self.nadir_lat is None) != (self.nadir_lon is None):
             raise ValueError("give both nadir_lat and nadir_lon, or neither")
         return self
+
+
+class LocalizeAccepted(BaseModel):
+    """POST /localize's answer: the job to follow, where it searched, what retrieval found."""
+
+    job_id: str
+    photo_id: str
+    status_url: str
+    duplicate: bool = Field(description="True: this photo_id was already submitted with this image; its job.")
+    status: str | None = Field(None, description="The earlier job's status (duplicates only).")
+    search: SearchSummary | None = Field(description="The search region, metadata checks, day or night; "
+                                         "null for a duplicate.")
+    candidates: list[dict] = Field(description="Retrieved tiles, best first: tile, zoom, rotation, score "
+                                   "(similarity), log_prior (weighted prior added to rank it), footprint.")
 
 
 # --- star identification -------------------------------------------------------------------

@@ -24,7 +24,7 @@ from service.config import Settings
 from service.db import session_scope
 from service.demo_stack import WorldPhoto, prepare_demo, world_photos
 from service.photos import decode_rgb
-from service.localize.contracts import Candidate
+from service.localize.candidates import retrieve_candidates
 from service.localize.refine import refine_params, refine_photo
 from geo.refine import RefineParams
 from tqdm import tqdm
@@ -59,16 +59,16 @@ def evaluate_photo(settings: Settings, photo: WorldPhoto, top_k: int) -> PhotoOu
     started = time.perf_counter()
     with session_scope(settings.resolved_database_url) as session:
         region = search_region(settings, session, timestamp=datetime.fromisoformat(photo.capture_time), nadir=None)
-    result = engine.search(image, region.region, k=max(RECALL_AT))
+    found = retrieve_candidates(settings, engine, image, region, max(RECALL_AT))  # what POST /localize ranks
     retrieval_s = time.perf_counter() - started
     centre = photo.truth.centroid
-    ranks = [i + 1 for i, hit in enumerate(result.hits) if hit.footprint.covers(Point(centre.x, centre.y))]
+    ranks = [i + 1 for i, hit in enumerate(found.hits) if hit.footprint.covers(Point(centre.x, centre.y))]
 
     calibration = settings.model_copy(update={"refine_min_inliers": 4})
     params = refine_params(calibration)
     params.stop_at_inliers_factor = float("inf")
     started = time.perf_counter()
-    candidates = [Candidate.of_hit(h) for h in result.hits[:top_k]]
+    candidates = found.candidates[:top_k]
     outcome = refine_photo(calibration, image, candidates, params=params)
     refinement_s = time.perf_counter() - started
     scored = []

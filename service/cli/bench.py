@@ -59,6 +59,9 @@ def localize(
     photos: int = typer.Option(100, help="Held-out demo-world photos to localize."),
     split: str = typer.Option("test", help="World split: test or val."),
     top_k: int = typer.Option(None, help="Candidates refined per photo (default: settings)."),
+    lost_in_space: bool = typer.Option(
+        False, "--lost-in-space", help="Send no time and no nadir: world-wide, coarse to fine, within the time budget."
+    ),
     night: bool = typer.Option(
         False, "--night", help="Night photos by their stars instead (the night set: astroloc world build --night 150)."
     ),
@@ -72,11 +75,35 @@ def localize(
         _report("localize-night", "Night photos localized by their stars",
                 bench_night.run(night_settings(), photos=photos), write)
         return
-    from service.bench import localize as bench_localize
     from service.config import get_settings
+
+    if lost_in_space:
+        from service.bench import lost_in_space as bench_lost
+
+        table = bench_lost.run(get_settings(), photos=photos, split=split)
+        _report("localize-lost-in-space", "Lost in space: no time, no nadir, world-wide", table, write)
+        return
+    from service.bench import localize as bench_localize
 
     table = bench_localize.run(get_settings(), photos=photos, split=split, top_k=top_k)
     _report("localize", "Localization end to end on the demo world", table, write)
+
+
+@app.command()
+def prior(
+    pool: int = typer.Option(100, min=1, help="Most similar tiles in the region re-ranked per photo."),
+    photos: int = typer.Option(None, min=1, help="At most this many photos per split (default: all)."),
+    refit: bool = typer.Option(False, help="Refit geo/data/obliquity_prior.json from ../shared/data first."),
+    write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
+) -> None:
+    """The obliquity prior: in-region R@1/R@10 with and without it (weights fitted on val, test reported)."""
+    from service.bench import prior as bench_prior
+    from service.config import get_settings
+
+    settings = get_settings()
+    table = bench_prior.run(settings, pool=pool, limit=photos, refit=refit)
+    world = settings.resolved_world_dir.name  # one section per world (the default one, the oblique one)
+    _report(f"prior-{world}", f"Obliquity prior: in-region retrieval on {world}", table, write)
 
 
 @app.command()

@@ -20,10 +20,45 @@ class Candidate(BaseModel):
     zoom: int
     rotation: int  # degrees: the photo matches the tile turned by this
     score: float  # descriptor similarity, higher is closer
+    log_prior: float | None = None  # the weighted obliquity prior added to the score to rank it
 
     @classmethod
-    def of_hit(cls, hit) -> Candidate:  # noqa: ANN001 (an index.search hit)
-        return cls(tile=str(hit.tile), zoom=hit.zoom, rotation=hit.rotation, score=hit.score)
+    def of_hit(cls, hit, log_prior: float | None = None) -> Candidate:  # noqa: ANN001 (an index.search hit)
+        return cls(tile=str(hit.tile), zoom=hit.zoom, rotation=hit.rotation, score=hit.score, log_prior=log_prior)
+
+
+class SearchCheck(BaseModel):
+    """One check of the photo's metadata (geo.checks): ``ok`` false flags it."""
+
+    name: Literal["capture_time", "tle_age", "nadir_vs_orbit", "footprint_horizon"]
+    ok: bool
+    detail: str = Field(description="What was measured, with its threshold.")
+
+
+class SearchSummary(BaseModel):
+    """Where POST /localize searched, and what it found out on the way (the answer's ``search``)."""
+
+    mode: Literal["visibility", "worldwide"]
+    reason: str = Field(description="Why this region: the nadir, the orbit, both (they disagree), or none.")
+    region: dict | None = Field(description="GeoJSON geometry searched; null: the whole world.")
+    iss_position: dict | None = Field(description="The ISS sub-point the region is centred on (lat, lon, alt_km, source).")
+    area_km2: float
+    checks: list[SearchCheck] = Field(
+        description="Metadata checks that applied: capture time within the ISS's life and not in the future, TLE "
+        "age within the trust window, nadir vs the orbit at the capture time, reference footprint within the horizon."
+    )
+    sun_elevation_deg: float | None = Field(
+        description="Sun elevation at the ISS sub-point at the capture time (geometric, degrees); null without "
+        "a valid capture time or a position."
+    )
+    daylight: bool | None = Field(
+        description="Sun above the horizon at the sub-point (elevation > -0.833 deg, sunrise convention); "
+        "false: a night photo (the star path); null: unknown."
+    )
+    ranking: str = Field(description="How candidates were ranked: similarity, similarity+prior, or coarse-to-fine.")
+    retrieval_reason: str | None = None
+    shards_searched: int
+    retrieval_s: float
 
 
 # --- the star path (issue 20): night photos localized by their stars ---------------------------------
@@ -91,6 +126,7 @@ class LocalizeJobParams(BaseModel):
     model_version: str | None = None  # identity of the retrieval model (footprints record it)
     retrieval_s: float | None = None  # spent in the API before the job was queued
     reference: dict | None = None  # a catalogue footprint (GeoJSON), to report the IoU with
+    budget_s: float | None = None  # refinement time budget (lost in space); None: no limit
     stars: StarPathParams | None = None  # the star path first (night photos); None: matching only
 
 

@@ -37,12 +37,28 @@ def refine_photo(
     candidates: Sequence[Candidate],
     on_progress: Callable[[int, int, Match], None] | None = None,
     params: RefineParams | None = None,
+    budget_s: float | None = None,
 ) -> RefineResult:
     """Match the photo against each candidate's 3x3 tile neighbourhood (rotated as retrieval
-    says) and keep the best accepted match."""
-    source = LocalXYZSource(settings.resolved_tiles_dir)
-    lazy = ((surrounding_image(source, Tile.parse(c.tile)), int(c.rotation)) for c in candidates)
-    return refine_candidates(image, lazy, params or refine_params(settings), on_progress=on_progress)
+    says) and keep the best accepted match; within ``budget_s`` seconds when given."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    lazy = _Surroundings(LocalXYZSource(settings.resolved_tiles_dir), candidates)
+    return refine_candidates(image, lazy, params or refine_params(settings), on_progress=on_progress,
+                             deadline=deadline)
+
+
+class _Surroundings(Sequence):
+    """Each candidate's (surroundings, rotation), read from the tiles only when its turn comes."""
+
+    def __init__(self, source: LocalXYZSource, candidates: Sequence[Candidate]) -> None:
+        self.source, self.candidates = source, candidates
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 (Sequence protocol)
+        candidate = self.candidates[i]
+        return surrounding_image(self.source, Tile.parse(candidate.tile)), int(candidate.rotation)
 
 
 def confidence_of(match: Match, params: RefineParams) -> float:
@@ -56,7 +72,7 @@ class Refinement:
 
     params: LocalizeJobParams
     refine_params: RefineParams
-    candidates: list[Candidate]  # those tried, at most localize_max_candidates
+    candidates: list[Candidate]  # those to try: localize_max_candidates, or lost_in_space_max_candidates
     started: float  # time.perf_counter() when the job began
     result: RefineResult | None = None  # None: nothing was matched (refine=false, or no candidate)
     tried: list[TriedCandidate] = field(default_factory=list)
@@ -69,8 +85,8 @@ def refine_job(settings: Settings, params: LocalizeJobParams,
                progress: Callable[..., None] | None = None) -> Refinement:
     """Refine the job's candidates against its stored photo; ``progress(fraction, **detail)``
     hears of each candidate tried (the job's GET /jobs/{id} detail)."""
-    refinement = Refinement(params, refine_params(settings), params.candidates[: settings.localize_max_candidates],
-                            started=time.perf_counter())
+    limit = settings.localize_max_candidates if params.budget_s is None else settings.lost_in_space_max_candidates
+    refinement = Refinement(params, refine_params(settings), params.candidates[:limit], started=time.perf_counter())
     if not params.refine or not refinement.candidates:
         return refinement
 
@@ -83,5 +99,5 @@ def refine_job(settings: Settings, params: LocalizeJobParams,
 
     query = read_rgb(params.image_path)
     refinement.result = refine_photo(settings, query, refinement.candidates, on_progress=on_progress,
-                                     params=refinement.refine_params)
+                                     params=refinement.refine_params, budget_s=params.budget_s)
     return refinement

@@ -26,7 +26,8 @@ from geo import footprint_polygon
 from service import crud, jobs
 from service.config import Settings
 from service.db import session_scope
-from service.localize.contracts import Candidate, LocalizeJobParams
+from service.localize.candidates import retrieve_candidates
+from service.localize.contracts import LocalizeJobParams, SearchSummary
 from service.localize.region import search_region
 from service.localize.retrieval import get_engine
 from service.models import Job
@@ -107,26 +108,28 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
             if job is not None and job.status != "failed":
                 return LocalizeAnswer(_duplicate_body(job, photo_id, status_url), created=False)
         region = search_region(
-            settings, session, timestamp=request.timestamp, nadir=request.nadir, mode=request.search
+            settings, session, timestamp=request.timestamp, nadir=request.nadir, mode=request.search,
+            reference=request.reference_footprint,
         )
 
     engine = get_engine(settings)
     started = time.perf_counter()
-    result = engine.search(request.image_rgb, region.region, k=request.top_k)
+    found = retrieve_candidates(settings, engine, request.image_rgb, region, request.top_k)
     retrieval_s = round(time.perf_counter() - started, 4)
-    search = region.to_dict() | {"retrieval_reason": result.reason, "shards_searched": result.shards_searched,
-                                 "retrieval_s": retrieval_s}
+    search = SearchSummary(**region.to_dict(), ranking=found.ranking, retrieval_reason=found.reason,
+                           shards_searched=found.shards_searched, retrieval_s=retrieval_s).model_dump(mode="json")
 
     # Stored only now that everything that can refuse the request has run.
     path = store_image(settings.data_dir, request.image_data, request.image_format, sha)
     params = LocalizeJobParams(
         photo_id=photo_id,
         image_path=str(path),
-        candidates=[Candidate.of_hit(hit) for hit in result.hits],
+        candidates=found.candidates,
         refine=request.refine,
         model_version=engine.model_ref.index_key,
         retrieval_s=retrieval_s,
         reference=mapping(request.reference_footprint) if request.reference_footprint else None,
+        budget_s=found.budget_s,
     )
     try:
         with session_scope(settings.resolved_database_url) as session:
@@ -153,7 +156,8 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
             "status_url": status_url(job_id),
             "duplicate": False,
             "search": search,
-            "candidates": [hit.to_dict() for hit in result.hits],
+            "candidates": [hit.to_dict() | {"log_prior": candidate.log_prior}
+                           for hit, candidate in zip(found.hits[: request.top_k], found.candidates)],
         },
         created=True,
     )

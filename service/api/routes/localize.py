@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, Response, Upl
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ApiKeyDep, SettingsDep, read_image_upload
-from service.api.schemas import LocalizeForm, Message
+from service.api.schemas import LocalizeAccepted, LocalizeForm, Message
 from service.jobs import require_room
 from service.localize.retrieval import RetrievalUnavailable
 from service.localize.submit import LocalizeRequest, PhotoConflict, parse_reference_footprint, submit_localization
@@ -20,6 +20,8 @@ router = APIRouter(tags=["localization"])
     "/localize",
     status_code=202,
     dependencies=[ApiKeyDep],
+    response_model=LocalizeAccepted,
+    response_model_exclude_unset=True,
     responses={
         200: {"description": "This photo_id was already submitted with this image: its job."},
         409: {"model": Message}, 413: {"model": Message}, 415: {"model": Message},
@@ -36,7 +38,10 @@ async def localize(
     """Localize an astronaut photo: search region and retrieval now, refinement as a job.
 
     Answers 202 with the job (follow `status_url`), the search region (ISS visibility region,
-    or worldwide and why) and the retrieved candidate tiles. Re-posting a photo_id with the same
+    or worldwide and why; the union of two when the nadir disagrees with the orbit), the
+    metadata checks, the Sun's elevation at the sub-point (day or night) and the retrieved
+    candidate tiles. Without a time and a nadir the search is world-wide, coarse to fine, and the
+    refinement job has a time budget. Re-posting a photo_id with the same
     image returns its existing job (200, `duplicate: true`) unless that job failed.
     """
     require_room(settings, "localize")  # a full queue refuses before the decode and the retrieval (429)
