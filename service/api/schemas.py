@@ -143,6 +143,13 @@ class LocalizeForm(BaseModel):
     top_k: int = Field(10, ge=1, le=100)
     refine: bool = True
     search: Literal["auto", "visibility", "worldwide"] = "auto"
+    method: Literal["auto", "stars", "matching"] = Field(
+        "auto", description="stars: located by the stars above the limb (night photos; needs the capture time); "
+        "matching: retrieval and EarthMatch; auto: the stars for a night photo that shows enough of them, else matching.")
+    focal_mm: float | None = Field(None, gt=0, le=2000, description="Lens focal length, mm (the star path's field "
+                                   "of view); else EXIF; else the common ISS lenses are tried.")
+    sensor_width_mm: float | None = Field(None, gt=0, le=100, description="Sensor width, mm (default 36: the "
+                                          "ISS's full-frame bodies).")
     reference_footprint: str | None = Field(
         None,
         max_length=100_000,
@@ -176,6 +183,8 @@ class LocalizeAccepted(BaseModel):
                                          "null for a duplicate.")
     candidates: list[dict] = Field(description="Retrieved tiles, best first: tile, zoom, rotation, score "
                                    "(similarity), log_prior (weighted prior added to rank it), footprint.")
+    method: Literal["stars", "matching"] | None = Field(None, description="The path the job takes: stars (night photo, enough stars above the limb; matching follows if they do not suffice under auto) or matching.")
+    star_path: dict | None = Field(None, description="Why the star path was or was not planned: reason, stars detected above the limb, the lens's source.")
 
 
 # --- star identification -------------------------------------------------------------------

@@ -62,7 +62,6 @@ def corner_radii_90_km(sigma_km: np.ndarray | None) -> list[float | None] | None
             for k in _ANSWER_CORNER_ORDER]
 
 
-
 @dataclass
 class StarPlan:
     """How POST /localize routes a photo: the star path's job params, or why not (and the stars seen)."""
@@ -77,7 +76,7 @@ class StarPlan:
                 "fov_source": self.params.fov_source if self.params else None}
 
 
-def plan_star_path(settings: Settings, session, *, method: str, image_rgb: np.ndarray, exif: PhotoExif,  # noqa: ANN001
+def plan_star_path(settings: Settings, session, *, method: str, image_rgb: np.ndarray, exif: PhotoExif | None,  # noqa: ANN001
                    timestamp: datetime | None, daylight: bool | None, focal_mm: float | None,
                    sensor_width_mm: float | None) -> StarPlan:
     """Decide whether the job takes the star path (``method`` stars, or auto for a night photo with
@@ -105,9 +104,9 @@ def plan_star_path(settings: Settings, session, *, method: str, image_rgb: np.nd
             return StarPlan(None, refusal, detected)
     if focal_mm is not None:
         lens = LensGuess.of(focal_mm, sensor_width_mm)
-    elif exif.focal_35mm:  # the full-frame equivalent: a 36 mm wide sensor
+    elif exif is not None and exif.focal_35mm:  # the full-frame equivalent: a 36 mm wide sensor
         lens = LensGuess.of(exif.focal_35mm, None, source="exif")
-    elif exif.focal_mm:  # the ISS's Nikons are full-frame bodies
+    elif exif is not None and exif.focal_mm:  # the ISS's Nikons are full-frame bodies
         lens = LensGuess.of(exif.focal_mm, sensor_width_mm, source="exif")
     else:
         lens = LensGuess.of(None, None)

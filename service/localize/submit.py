@@ -29,7 +29,8 @@ from service.db import session_scope
 from service.localize.candidates import retrieve_candidates
 from service.localize.contracts import LocalizeJobParams, SearchSummary
 from service.localize.region import search_region
-from service.localize.retrieval import get_engine
+from service.localize.retrieval import RetrievalUnavailable, get_engine
+from service.localize.star_job import plan_star_path
 from service.models import Job
 from service.photos import image_sha256, store_image
 
@@ -54,6 +55,9 @@ class LocalizeRequest:
     refine: bool = True
     search: str = "auto"
     reference_footprint: BaseGeometry | None = None
+    method: str = "auto"  # auto | stars | matching (service.localize.star_job)
+    focal_mm: float | None = None  # the lens, for the star path's field of view
+    sensor_width_mm: float | None = None
 
 
 @dataclass
@@ -111,25 +115,42 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
             settings, session, timestamp=request.timestamp, nadir=request.nadir, mode=request.search,
             reference=request.reference_footprint,
         )
+        # Night photos with stars take the star path (a 422 here when method=stars cannot run).
+        stars = plan_star_path(settings, session, method=request.method, image_rgb=request.image_rgb, exif=None,
+                               timestamp=request.timestamp, daylight=region.daylight, focal_mm=request.focal_mm,
+                               sensor_width_mm=request.sensor_width_mm)
 
-    engine = get_engine(settings)
-    started = time.perf_counter()
-    found = retrieve_candidates(settings, engine, request.image_rgb, region, request.top_k)
-    retrieval_s = round(time.perf_counter() - started, 4)
-    search = SearchSummary(**region.to_dict(), ranking=found.ranking, retrieval_reason=found.reason,
-                           shards_searched=found.shards_searched, retrieval_s=retrieval_s).model_dump(mode="json")
+    found, engine, retrieval_s = None, None, 0.0
+    if stars.params is None or request.method != "stars":  # matching runs, or stands by under auto
+        try:
+            engine = get_engine(settings)
+        except RetrievalUnavailable:
+            if stars.params is None:
+                raise
+        if engine is not None:
+            started = time.perf_counter()
+            found = retrieve_candidates(settings, engine, request.image_rgb, region, request.top_k)
+            retrieval_s = round(time.perf_counter() - started, 4)
+    if found is not None:
+        search = SearchSummary(**region.to_dict(), ranking=found.ranking, retrieval_reason=found.reason,
+                               shards_searched=found.shards_searched, retrieval_s=retrieval_s).model_dump(mode="json")
+    else:
+        search = SearchSummary(**region.to_dict(), ranking="none: the star path", shards_searched=0,
+                               retrieval_reason="no retrieval: the photo is located by its stars",
+                               retrieval_s=0.0).model_dump(mode="json")
 
     # Stored only now that everything that can refuse the request has run.
     path = store_image(settings.data_dir, request.image_data, request.image_format, sha)
     params = LocalizeJobParams(
         photo_id=photo_id,
         image_path=str(path),
-        candidates=found.candidates,
+        candidates=found.candidates if found else [],
         refine=request.refine,
-        model_version=engine.model_ref.index_key,
+        model_version=engine.model_ref.index_key if engine else None,
         retrieval_s=retrieval_s,
         reference=mapping(request.reference_footprint) if request.reference_footprint else None,
-        budget_s=found.budget_s,
+        budget_s=found.budget_s if found else None,
+        stars=stars.params,
     )
     try:
         with session_scope(settings.resolved_database_url) as session:
@@ -157,7 +178,9 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
             "duplicate": False,
             "search": search,
             "candidates": [hit.to_dict() | {"log_prior": candidate.log_prior}
-                           for hit, candidate in zip(found.hits[: request.top_k], found.candidates)],
+                           for hit, candidate in zip(found.hits[: request.top_k], found.candidates)] if found else [],
+            "method": "stars" if stars.params else "matching",
+            "star_path": stars.to_json(),
         },
         created=True,
     )

@@ -57,6 +57,9 @@ async def localize(
         refine=form.refine,
         search=form.search,
         reference_footprint=parse_reference_footprint(form.reference_footprint),
+        method=form.method,
+        focal_mm=form.focal_mm,
+        sensor_width_mm=form.sensor_width_mm,
     )
 
     def status_url(job_id: str) -> str:
