@@ -34,7 +34,7 @@ from skyfield.framelib import itrs
 
 from geo.ecef import ecef_to_geodetic, intersect_ellipsoid
 from geo.lonlat import WGS84_GEOD, wrap_to_world
-from geo.orbit import DEFAULT_MAX_TLE_AGE_DAYS, _satellite
+from geo.orbit import DEFAULT_MAX_TLE_AGE_DAYS, MEAN_EARTH_RADIUS_KM, _satellite
 from geo.sky import skyfield_time
 from geo.tle import nearest_tle
 
@@ -114,6 +114,16 @@ class AttitudeFootprint:
     def corners_lat_lon(self) -> list[tuple[float, float] | None]:
         """Corners as (lat, lon) in EOL order, None for one that sees the sky."""
         return [None if np.isnan(lon) else (float(lat), float(lon)) for lon, lat in self.corners]
+
+
+def tangent_altitude_km(origin_m: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Lowest altitude (km, above the mean-radius sphere) of rays from ``origin_m`` along unit
+    ``directions`` (..., 3): how close a ray that misses the Earth grazes it (the limb's glow,
+    extinction of starlight). Rays pointing away from the Earth give the origin's altitude."""
+    origin = np.asarray(origin_m, dtype=float)
+    along = np.clip(-(np.asarray(directions, dtype=float) @ origin), 0.0, None)
+    closest = origin + along[..., None] * directions
+    return np.linalg.norm(closest, axis=-1) / 1000.0 - MEAN_EARTH_RADIUS_KM
 
 
 def icrs_to_itrs(when: datetime) -> np.ndarray:

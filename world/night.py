@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 from shapely import wkt
 
-from geo.attitude_footprint import PinholeImage, footprint_from_attitude, icrs_to_itrs
+from geo.attitude_footprint import PinholeImage, footprint_from_attitude, icrs_to_itrs, tangent_altitude_km
 from geo.ecef import intersect_ellipsoid
+from geo.orbit import MEAN_EARTH_RADIUS_KM
 from geo.sun import sun_elevation
 from geo.tle import TLE, as_tles
 from index.files import write_atomically, write_csv
@@ -58,7 +59,6 @@ NIGHT_COLUMNS = (
 IN_FRAME_MAG_LIMIT = 6.0
 # Lenses astronauts use for night and star photos (full-frame Nikon bodies), mm.
 NIGHT_LENSES_MM = (35.0, 50.0, 85.0)
-_EARTH_RADIUS_KM = 6371.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def sample_night_view(rng: np.random.Generator, tles: Sequence[TLE], sampling: N
         focal_mm = float(rng.choice(sampling.lenses_mm))
         focal_px = focal_mm / FULL_FRAME_WIDTH_MM * sampling.width
         # The horizon's nadir angle (a sphere of the mean radius is close enough for aiming).
-        limb_nadir_deg = math.degrees(math.asin(_EARTH_RADIUS_KM / (_EARTH_RADIUS_KM + sub.alt_km)))
+        limb_nadir_deg = math.degrees(math.asin(MEAN_EARTH_RADIUS_KM / (MEAN_EARTH_RADIUS_KM + sub.alt_km)))
         limb_row = float(rng.uniform(*sampling.limb_row_fraction)) * sampling.height
         tilt = limb_nadir_deg - math.degrees(math.atan((sampling.height / 2.0 - limb_row) / focal_px))
         view = ViewSpec(
@@ -232,8 +232,7 @@ def _star_pixels(night: NightView, sky: Sky, camera) -> tuple[np.ndarray, int]: 
         return np.empty((0, 3)), 0
     directions = sky.vectors[inside] @ icrs_to_itrs(night.view.capture_time).T
     _, behind_earth = intersect_ellipsoid(camera.position, directions)
-    along = np.clip(-(directions @ camera.position), 0.0, None)
-    tangent_km = np.linalg.norm(camera.position + along[:, None] * directions, axis=1) / 1000.0 - _EARTH_RADIUS_KM
+    tangent_km = tangent_altitude_km(camera.position, directions)
     # Extinction grazing the limb: nothing below ~20 km, a magnitude lost at 30 km, none above 60.
     extinction = np.where(tangent_km < 20.0, np.inf, 2.5 * np.exp(-(tangent_km - 20.0) / 10.0))
     magnitude = sky.magnitudes[inside] + extinction

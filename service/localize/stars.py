@@ -37,6 +37,7 @@ from geo.attitude_footprint import (
     corner_uncertainty_km,
     earth_fixed_rotation,
     footprint_from_attitude,
+    tangent_altitude_km,
 )
 from geo.ecef import intersect_ellipsoid
 from starid.catalog import StarCatalog
@@ -57,7 +58,6 @@ MIN_SKY_AGREEMENT = 0.9  # of the grid rays the solution sends into space, share
 MAX_GROUND_AS_SKY = 0.25  # of those it sends to the ground, share that look like sky
 _CHECK_GRID = 24
 _CLEAR_SKY_TANGENT_KM = 150.0  # above the airglow: the solution's "surely sky"
-_EARTH_RADIUS_KM = 6371.0
 DEFAULT_STARID_BUDGET_S = 2.0
 # A circular Gaussian error holds its true point within sqrt(ln 10) times its rms radius 90% of the time.
 R90_PER_SIGMA = math.sqrt(math.log(10.0))
@@ -171,42 +171,6 @@ def _grey(image_rgb: np.ndarray) -> np.ndarray:
     return grey.mean(axis=2) if grey.ndim == 3 else grey
 
 
-def lens_from_exif(image_data: bytes) -> LensGuess | None:
-    """The field of view from the photo's EXIF: the 35 mm-equivalent focal length, or the focal
-    length with the focal-plane resolution (the sensor's width), or the focal length alone on a
-    full-frame body (the ISS's Nikons); None when EXIF says nothing of the lens."""
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(image_data)) as image:
-            exif = image.getexif()
-            width_px = image.width
-    except Exception:  # noqa: BLE001 (an unreadable EXIF block is no lens information)
-        return None
-    details = exif.get_ifd(0x8769) if exif else {}
-    focal = _positive(details.get(0x920A))  # FocalLength, mm
-    equivalent = _positive(details.get(0xA405))  # FocalLengthIn35mmFilm
-    if equivalent:
-        return LensGuess((fov_from_lens(equivalent),), "exif")
-    if not focal:
-        return None
-    resolution, unit = _positive(details.get(0xA20E)), details.get(0xA210)  # FocalPlaneXResolution, unit
-    unit_mm = {2: 25.4, 3: 10.0, 4: 1.0}.get(int(unit)) if unit else None
-    if resolution and unit_mm:
-        return LensGuess((fov_from_lens(focal, width_px / resolution * unit_mm),), "exif")
-    return LensGuess((fov_from_lens(focal),), "exif")
-
-
-def _positive(value) -> float | None:  # noqa: ANN001
-    try:
-        number = float(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
 def locate_by_stars(
     image_rgb: np.ndarray,
     when: datetime,
@@ -288,8 +252,7 @@ def _check_solution(camera_vectors, rotation_ecef, state: IssState, image: Pinho
     u, v = np.meshgrid(steps * image.width, steps * image.height)
     rays = image.camera_rays(u, v) @ rotation_ecef.T
     _, hit = intersect_ellipsoid(state.position_m, rays)
-    along = np.clip(-(rays @ state.position_m), 0.0, None)
-    tangent_km = np.linalg.norm(state.position_m + along[..., None] * rays, axis=-1) / 1000.0 - _EARTH_RADIUS_KM
+    tangent_km = tangent_altitude_km(state.position_m, rays)
     clear = ~hit & (tangent_km > _CLEAR_SKY_TANGENT_KM)
     observed = sky[np.clip(v.astype(int), 0, sky.shape[0] - 1), np.clip(u.astype(int), 0, sky.shape[1] - 1)]
     if clear.any():
