@@ -49,15 +49,24 @@ def refine(
     best, tried = match_rotations(read_image(query, settings.max_image_pixels), surrounding, params, rotations)
     answer = best.to_dict() | {
         "min_inliers": params.min_inliers,
+        "min_confidence": params.acceptance.min_probability,
         "rotations_tried": [{"rotation_deg": m.rotation, "inliers": m.inliers, "accepted": m.accepted,
-                             "reason": m.reason} for m in tried],
+                             "reason": m.reason, "inliers_per_iteration": m.inliers_per_iteration,
+                             "method": m.method, "model": m.model, "confidence": m.confidence,
+                             "runtime_s": round(m.runtime_s, 3)} for m in tried],
     }
     if as_json:
         print_json(answer)
         return
     verdict = "ACCEPTED" if best.accepted else f"rejected ({best.reason})"
-    typer.echo(f"{verdict}: {best.inliers} inliers at rotation {best.rotation} deg "
-               f"(threshold {params.min_inliers}; {best.runtime_s:.2f} s)")
+    confidence = f"confidence {best.confidence:.3f}, " if best.confidence is not None else ""
+    typer.echo(f"{verdict}: {best.inliers} inliers at rotation {best.rotation} deg ({confidence}method "
+               f"{best.method}, corners from the {best.model}; {best.runtime_s:.2f} s)")
+    for m in tried:
+        typer.echo(f"  rotation {m.rotation:3d}: inliers per iteration {m.inliers_per_iteration}, {m.method}, "
+                   f"{m.runtime_s:.2f} s: {'accepted' if m.accepted else m.reason}")
+    if best.corner_uncertainty_km:
+        typer.echo("corner uncertainty (km, TL, TR, BR, BL): " + ", ".join(f"{u:.1f}" for u in best.corner_uncertainty_km))
     if best.corners_px:
         typer.echo("corners in candidate px (TL, TR, BR, BL): "
                    + ", ".join(f"({x:.1f}, {y:.1f})" for x, y in best.corners_px))

@@ -126,8 +126,8 @@ class LocalizeJobParams(BaseModel):
     model_version: str | None = None  # identity of the retrieval model (footprints record it)
     retrieval_s: float | None = None  # spent in the API before the job was queued
     reference: dict | None = None  # a catalogue footprint (GeoJSON), to report the IoU with
-    budget_s: float | None = None  # refinement time budget (lost in space); None: no limit
     stars: StarPathParams | None = None  # the star path first (night photos); None: matching only
+    budget_s: float | None = None  # refinement time budget (lost in space); None: no limit
 
 
 class RetrievalSummary(BaseModel):
@@ -143,7 +143,19 @@ class TriedCandidate(BaseModel):
     rotation: int
     inliers: int
     accepted: bool
-    reason: str | None
+    reason: str | None = Field(description="Why it was refused; null when accepted.")
+    inliers_per_iteration: list[int] = Field(default_factory=list, description="EarthMatch's passes, first to last.")
+    method: str | None = Field(None, description="How the first homography was found: sift, asift (affine "
+                               "simulation for oblique views); +zoom: refined on finer tiles.")
+    model: str | None = Field(None, description="What gave the corners: camera (resected) or homography.")
+    confidence: float | None = Field(None, description="P(right), from the calibrated acceptance (docs/refinement.md).")
+    runtime_s: float | None = None
+
+    @classmethod
+    def of_match(cls, tile: str, match) -> TriedCandidate:  # noqa: ANN001 (a geo.refine.Match)
+        return cls(tile=tile, rotation=match.rotation, inliers=match.inliers, accepted=match.accepted,
+                   reason=match.reason, inliers_per_iteration=match.inliers_per_iteration, method=match.method,
+                   model=match.model, confidence=match.confidence, runtime_s=round(match.runtime_s, 3))
 
 
 class RankedCandidate(Candidate):
@@ -166,7 +178,7 @@ class LocalizeResult(BaseModel):
     footprint_id: int | None = None
     center: LatLon | None = None
     area_km2: float | None = None
-    confidence: float | None = None
+    confidence: float | None = Field(None, description="P(the footprint is right), calibrated (docs/refinement.md).")
     corner_uncertainty_km: list[float | None] | None = Field(
         None, description="Per corner (top-left, top-right, bottom-right, bottom-left of the photo): the distance "
         "within which the true corner lies for 90% of answers (calibrated by `astroloc bench localize`).")
@@ -174,7 +186,8 @@ class LocalizeResult(BaseModel):
     candidate: RankedCandidate | None = None
     rotation: int | None = None
     homography: list | None = None
-    method: str | None = None  # stars, or the matching footprint's method (earthmatch-...)
+    method: Literal["stars", "matching"] | None = None  # the path that localized the photo
+    footprint_method: str | None = None  # how the footprint was made: stars, earthmatch-...
     model_version: str | None = None
     tried: list[TriedCandidate] | None = None
     retrieval: RetrievalSummary

@@ -10,24 +10,35 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from geo.refine import Match, RefineParams, RefineResult, refine_candidates
+from geo.acceptance import Acceptance
+from geo.refine import GeoImage, Match, RefineParams, RefineResult, refine_candidates
 from index.sources import LocalXYZSource
-from index.surroundings import surrounding_image
+from index.surroundings import surrounding_image, zoom_in_surrounding
 from index.tiles import Tile
 from service.config import Settings
 from service.localize.contracts import Candidate, LocalizeJobParams, TriedCandidate
-from service.photos import read_rgb
+from service.exif import read_exif, upright
+from service.photos import decode_rgb
+
+
+def acceptance_path(settings: Settings) -> Path:
+    """Where `astroloc bench localize` writes the acceptance it fitted (geo.acceptance)."""
+    return Path(settings.data_dir) / "acceptance.json"
 
 
 def refine_params(settings: Settings) -> RefineParams:
-    """The matching settings of the service (ASTROLOC_REFINE_*); the rest keep RefineParams' defaults."""
+    """The matching settings of the service (ASTROLOC_REFINE_*) and the acceptance `astroloc bench
+    localize` refitted for this data directory, when it did; the rest keep RefineParams' defaults."""
+    path = acceptance_path(settings)
     return RefineParams(
         features=settings.refine_features, iterations=settings.refine_iterations,
         min_inliers=settings.refine_min_inliers, max_features=settings.refine_max_features,
         query_max_side=settings.refine_query_max_side,
+        acceptance=Acceptance.load(path) if path.is_file() else Acceptance(),
     )
 
 
@@ -42,9 +53,20 @@ def refine_photo(
     """Match the photo against each candidate's 3x3 tile neighbourhood (rotated as retrieval
     says) and keep the best accepted match; within ``budget_s`` seconds when given."""
     deadline = None if budget_s is None else time.monotonic() + budget_s
-    lazy = _Surroundings(LocalXYZSource(settings.resolved_tiles_dir), candidates)
+    source = LocalXYZSource(settings.resolved_tiles_dir)
+    lazy = _Surroundings(source, candidates)
+    finest = _finest_zoom(source.root)
+
+    def zoom_in(corners_lonlat: np.ndarray) -> GeoImage | None:  # coarse-to-fine, up to the finest tiles
+        return zoom_in_surrounding(source, corners_lonlat, finest) if finest is not None else None
+
     return refine_candidates(image, lazy, params or refine_params(settings), on_progress=on_progress,
-                             deadline=deadline)
+                             deadline=deadline, zoom_in=zoom_in)
+
+
+def _finest_zoom(root: Path) -> int | None:
+    zooms = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()] if root.is_dir() else []
+    return max(zooms, default=None)
 
 
 class _Surroundings(Sequence):
@@ -59,11 +81,6 @@ class _Surroundings(Sequence):
     def __getitem__(self, i):  # noqa: ANN001, ANN204 (Sequence protocol)
         candidate = self.candidates[i]
         return surrounding_image(self.source, Tile.parse(candidate.tile)), int(candidate.rotation)
-
-
-def confidence_of(match: Match, params: RefineParams) -> float:
-    """A 0..1 score from the inlier count: 0.5 at the acceptance threshold, rising toward 1."""
-    return round(match.inliers / (match.inliers + params.min_inliers), 4)
 
 
 @dataclass
@@ -91,13 +108,14 @@ def refine_job(settings: Settings, params: LocalizeJobParams,
         return refinement
 
     def on_progress(i: int, n: int, match: Match) -> None:
-        refinement.tried.append(TriedCandidate(tile=refinement.candidates[i].tile, rotation=match.rotation,
-                                               inliers=match.inliers, accepted=match.accepted, reason=match.reason))
+        refinement.tried.append(TriedCandidate.of_match(refinement.candidates[i].tile, match))
         if progress is not None:
             progress((i + 1) / n, candidate=i + 1, candidates=n,
                      tried=[t.model_dump(mode="json") for t in refinement.tried])
 
-    query = read_rgb(params.image_path)
+    data = Path(params.image_path).read_bytes()
+    # Decoded at the matching size (a JPEG at a reduced DCT scale), turned upright as its EXIF says.
+    query = upright(decode_rgb(data, refinement.refine_params.query_max_side), read_exif(data).orientation)
     refinement.result = refine_photo(settings, query, refinement.candidates, on_progress=on_progress,
                                      params=refinement.refine_params, budget_s=params.budget_s)
     return refinement

@@ -13,7 +13,7 @@ from service import crud
 from service.config import Settings
 from service.db import session_scope
 from service.localize.contracts import LatLon, LocalizeResult, RankedCandidate, RetrievalSummary
-from service.localize.refine import Refinement, confidence_of
+from service.localize.refine import Refinement
 
 
 def record_refinement(settings: Settings, job_id: str, refinement: Refinement) -> LocalizeResult:
@@ -43,8 +43,8 @@ def record_refinement(settings: Settings, job_id: str, refinement: Refinement) -
     best = outcome.best
     index = outcome.matches.index(best)
     footprint = best.footprint
-    confidence = confidence_of(best, refinement.refine_params)
-    method = f"earthmatch-{refinement.refine_params.features}"
+    confidence = best.confidence
+    method = best.footprint_method  # e.g. earthmatch-asift-camera
     with session_scope(settings.resolved_database_url) as session:
         stored = crud.footprint_of_job(session, job_id)
         if stored is None:
@@ -64,11 +64,13 @@ def record_refinement(settings: Settings, job_id: str, refinement: Refinement) -
         center=LatLon(lat=round(centre.y, 6), lon=round(centre.x, 6)),
         area_km2=round(geodesic_area_km2(footprint), 1),
         confidence=confidence,
+        corner_uncertainty_km=best.corner_uncertainty_km,
         inliers=best.inliers,
         candidate=RankedCandidate(**candidates[index].model_dump(), rank=index + 1),
         rotation=best.rotation,
         homography=best.homography,
-        method=method,
+        method="matching",
+        footprint_method=method,
         model_version=params.model_version,
         tried=refinement.tried,
         retrieval=retrieval,

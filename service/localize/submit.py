@@ -27,6 +27,7 @@ from service import crud, jobs
 from service.config import Settings
 from service.db import session_scope
 from service.localize.candidates import retrieve_candidates
+from service.exif import read_exif, upright
 from service.localize.contracts import LocalizeJobParams, SearchSummary
 from service.localize.region import search_region
 from service.localize.retrieval import RetrievalUnavailable, get_engine
@@ -98,6 +99,10 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
     PhotoConflict (409) or service.localize.retrieval.RetrievalUnavailable (503).
     """
     sha = image_sha256(request.image_data)
+    # What the photo's EXIF says fills in what the form left out (service.exif).
+    exif = read_exif(request.image_data)
+    timestamp = request.timestamp or exif.captured_at
+    image_rgb = upright(request.image_rgb, exif.orientation)
     photo_id = request.photo_id or f"PHOTO-{uuid.uuid4().hex[:12].upper()}"
 
     with session_scope(settings.resolved_database_url) as session:
@@ -112,12 +117,12 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
             if job is not None and job.status != "failed":
                 return LocalizeAnswer(_duplicate_body(job, photo_id, status_url), created=False)
         region = search_region(
-            settings, session, timestamp=request.timestamp, nadir=request.nadir, mode=request.search,
+            settings, session, timestamp=timestamp, nadir=request.nadir, mode=request.search,
             reference=request.reference_footprint,
         )
         # Night photos with stars take the star path (a 422 here when method=stars cannot run).
-        stars = plan_star_path(settings, session, method=request.method, image_rgb=request.image_rgb, exif=None,
-                               timestamp=request.timestamp, daylight=region.daylight, focal_mm=request.focal_mm,
+        stars = plan_star_path(settings, session, method=request.method, image_rgb=image_rgb, exif=exif,
+                               timestamp=timestamp, daylight=region.daylight, focal_mm=request.focal_mm,
                                sensor_width_mm=request.sensor_width_mm)
 
     found, engine, retrieval_s = None, None, 0.0
@@ -129,7 +134,7 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
                 raise
         if engine is not None:
             started = time.perf_counter()
-            found = retrieve_candidates(settings, engine, request.image_rgb, region, request.top_k)
+            found = retrieve_candidates(settings, engine, image_rgb, region, request.top_k)
             retrieval_s = round(time.perf_counter() - started, 4)
     if found is not None:
         search = SearchSummary(**region.to_dict(), ranking=found.ranking, retrieval_reason=found.reason,
@@ -156,9 +161,10 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
         with session_scope(settings.resolved_database_url) as session:
             if existing is None:
                 crud.add_photo(
-                    session, photo_id, image_path=str(path), image_sha256=sha, captured_at=request.timestamp,
+                    session, photo_id, image_path=str(path), image_sha256=sha, captured_at=timestamp,
                     nadir=request.nadir, status="queued",
-                    meta={"format": request.image_format, "search": search["mode"]},
+                    meta={"format": request.image_format, "search": search["mode"], "exif": exif.to_json(),
+                          "timestamp_from": "form" if request.timestamp else "exif" if timestamp else None},
                 )
                 if request.reference_footprint is not None:
                     crud.add_footprint(session, photo_id, request.reference_footprint, method=crud.REFERENCE_METHOD)
