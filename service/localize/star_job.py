@@ -158,7 +158,8 @@ def star_path_job(settings: Settings, job_id: str, params: LocalizeJobParams) ->
         footprint_id = stored.id
     centre = outcome.footprint.centre or (footprint.centroid.x, footprint.centroid.y)
     result = LocalizeResult(
-        localized=True, refined=False, method="stars", footprint=mapping(footprint), footprint_id=footprint_id,
+        localized=True, refined=False, method="stars", footprint_method=STAR_FOOTPRINT_METHOD,
+        footprint=mapping(footprint), footprint_id=footprint_id,
         center=LatLon(lat=round(centre[1], 6), lon=round(centre[0], 6)),
         area_km2=round(geodesic_area_km2(footprint), 1),
         corner_uncertainty_km=corner_radii_90_km(outcome.corner_sigma_km),
