@@ -114,13 +114,23 @@ def ingest(
     admin_url: str = typer.Option("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
                                   help="PostgreSQL URL allowed to CREATE DATABASE (a scratch one per run)."),
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
+    photo_size: str = typer.Option(None, metavar="WxH", help="Enlarge each photo into a JPEG of this size first "
+                                   "(e.g. 3000x2000, a catalogue photo's), so decoding is measured too."),
 ) -> None:
     """Photos per hour through API + workers + PostGIS + Redis, and where the time goes."""
     from service.bench import ingest as bench_ingest
     from service.config import get_settings
 
+    size = None
+    if photo_size:
+        try:
+            size = tuple(int(v) for v in photo_size.lower().split("x"))
+        except ValueError:
+            size = ()
+        if len(size) != 2 or min(size) < 64:
+            raise typer.BadParameter(f"--photo-size must be WxH, e.g. 3000x2000, got {photo_size!r}")
     table = bench_ingest.run(get_settings(), photos=photos, workers=workers, concurrency=concurrency,
-                             admin_url=admin_url)
+                             admin_url=admin_url, photo_size=size)
     _report("ingest", "Batch ingestion throughput (full pipeline)", table, write)
 
 
