@@ -9,10 +9,11 @@ its IoU with the truth is at least 0.5.
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -20,12 +21,15 @@ from pyproj import Geod
 from shapely.geometry import Point
 
 from geo import footprint_iou
+from index.files import write_atomically
+from geo.acceptance import Acceptance, Scored, fit_acceptance
 from service.config import Settings
 from service.db import session_scope
-from service.demo_stack import WorldPhoto, prepare_demo, world_photos
+from service.demo_stack import prepare_demo, world_photos
+from world.catalogue import WorldPhoto
 from service.photos import decode_rgb
 from service.localize.candidates import retrieve_candidates
-from service.localize.refine import refine_params, refine_photo
+from service.localize.refine import acceptance_path, refine_params, refine_photo
 from geo.refine import RefineParams
 from tqdm import tqdm
 from service.localize.retrieval import get_engine
@@ -43,6 +47,8 @@ class PhotoOutcome:
     retrieval_s: float
     refinement_s: float
     candidates: list[tuple[int, float | None, float | None]]  # per candidate: inliers, IoU, centre error km
+    scored: list[tuple[Scored, float, float]] = field(default_factory=list)  # plausible ones: (rule input, IoU, P)
+    tilt_deg: float = 0.0
 
     def localized(self, threshold: int) -> tuple[int, float, float] | None:
         """What the service answers at this inlier threshold: the accepted candidate with most
@@ -67,19 +73,33 @@ def evaluate_photo(settings: Settings, photo: WorldPhoto, top_k: int) -> PhotoOu
     calibration = settings.model_copy(update={"refine_min_inliers": 4})
     params = refine_params(calibration)
     params.stop_at_inliers_factor = float("inf")
+    # Every plausible outline kept, with its raw corner spread: the acceptance is fitted afterwards.
+    params.acceptance = Acceptance(min_probability=0.0, max_corner_shift=float("inf"), uncertainty_scale=1.0,
+                                   uncertainty_floor_km=0.0)
     started = time.perf_counter()
     candidates = found.candidates[:top_k]
     outcome = refine_photo(calibration, image, candidates, params=params)
     refinement_s = time.perf_counter() - started
-    scored = []
+    scored, rule_input = [], []
     for match in outcome.matches:
         if match.footprint is None:
             scored.append((match.inliers, None, None))
             continue
         found = match.footprint.centroid
         _, _, metres = _GEOD.inv(found.x, found.y, centre.x, centre.y)
-        scored.append((match.inliers, footprint_iou(match.footprint, photo.truth), metres / 1000.0))
-    return PhotoOutcome(photo.photo_id, ranks[0] if ranks else None, retrieval_s, refinement_s, scored)
+        iou = footprint_iou(match.footprint, photo.truth)
+        scored.append((match.inliers, iou, metres / 1000.0))
+        rule_input.append((Scored(match.inliers, match.inlier_ratio, match.corner_shift, iou >= CORRECT_IOU,
+                                  tuple(match.corner_uncertainty_km or ()) or None,
+                                  tuple(_corner_errors_km(match.corners_lonlat, photo.corners))), iou, 0.0))
+    return PhotoOutcome(photo.photo_id, ranks[0] if ranks else None, retrieval_s, refinement_s, scored, rule_input,
+                        float(photo.columns.get("TILT_DEG") or 0.0))
+
+
+def _corner_errors_km(corners_lonlat, truth_latlon) -> list[float]:  # noqa: ANN001
+    """Geodesic error of the TL, TR, BR, BL corners against the truth's (LL, UL, UR, LR as lat, lon)."""
+    ll, ul, ur, lr = truth_latlon
+    return [_GEOD.inv(lon, lat, t[1], t[0])[2] / 1000.0 for (lon, lat), t in zip(corners_lonlat, (ul, ur, lr, ll), strict=True)]
 
 
 def run(settings: Settings, photos: int = 100, split: str = "test", top_k: int | None = None) -> str:
@@ -89,7 +109,66 @@ def run(settings: Settings, photos: int = 100, split: str = "test", top_k: int |
     top_k = top_k or settings.localize_max_candidates
     get_engine(settings)  # load the model and open the index before timing
     outcomes = [evaluate_photo(settings, photo, top_k) for photo in tqdm(chosen, desc="photos")]
-    return _report(settings, stack, outcomes, split, top_k)
+    return _report(settings, stack, outcomes, split, top_k) + "\n\n" + refit_acceptance(settings, outcomes, top_k)
+
+
+TILT_CLASSES = (("near-vertical (< 20 deg)", 0.0, 20.0), ("low-oblique (20-55 deg)", 20.0, 55.0),
+                ("high-oblique (> 55 deg)", 55.0, 90.0), ("tilt >= 40 deg", 40.0, 90.0))
+
+
+def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: int) -> str:
+    """Fit the acceptance (geo.acceptance: logistic over inliers, corner-shift limit, uncertainty
+    scale) on every plausible candidate, write it where the service reads it, and report what the
+    service answers with it."""
+    everything = [s for o in outcomes for s, _, _ in o.scored]
+    try:
+        fitted = fit_acceptance(everything)
+    except ValueError as exc:
+        return f"**Acceptance** not refitted ({exc}); the service keeps {acceptance_path(settings)} or the defaults."
+    path = acceptance_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(fitted.to_json(), indent=1).encode())
+    for o in outcomes:
+        o.scored = [(s, iou, fitted.probability(s.inliers, s.inlier_ratio)) for s, iou, _ in o.scored]
+
+    def answer(o: PhotoOutcome):  # noqa: ANN202 (what the service returns: the most confident accepted)
+        taken = [(s, iou, p) for s, iou, p in o.scored if fitted.refusal(p, s.corner_shift) is None]
+        return max(taken, key=lambda t: t[2]) if taken else None
+
+    lines = [
+        f"**Calibrated acceptance** (geo/acceptance.py, docs/refinement.md), fitted here on {fitted.fitted_on['candidates']} "
+        f"plausible candidates ({fitted.fitted_on['right']} right): P(right) = 1 / (1 + exp(-({fitted.intercept:.2f} "
+        f"+ {fitted.coef_log_inliers:.2f} ln(inliers) + {fitted.coef_inlier_ratio:.2f} inlier_ratio))); accepted when "
+        f"P >= {fitted.min_probability:.4f} (99.9% precision over candidates) and the corners moved at most "
+        f"{fitted.max_corner_shift:.1%} of the outline in the last iteration; corner_uncertainty_km = "
+        f"{fitted.uncertainty_scale:.2f} x spread + {fitted.uncertainty_floor_km:g} km (covers all 4 corners of 90% "
+        f"of right answers). Written to `{path}` (the service loads it).",
+        "",
+        "| photos | n | localized | precision | right footprint (IoU >= 0.5) | right, given a right tile in the top "
+        f"{top_k} | in a wrong place (IoU 0) | median IoU | median corner error (km) | uncertainty covers all 4 corners |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups = [("all", outcomes)] + [(name, [o for o in outcomes if low <= o.tilt_deg < high])
+                                    for name, low, high in TILT_CLASSES]
+    for name, group in groups:
+        if not group:
+            continue
+        answers = [(o, answer(o)) for o in group]
+        given = [(o, a) for o, a in answers if o.first_correct_rank is not None and o.first_correct_rank <= top_k]
+        taken = [a for _, a in answers if a is not None]
+        right = [a for a in taken if a[1] >= CORRECT_IOU]
+        errors = [statistics.median(a[0].corner_error_km) for a in right]
+        covered = [all(e <= u for e, u in zip(a[0].corner_error_km, fitted.uncertainty_km(np.array(a[0].spread_km))
+                                              or [0.0] * 4, strict=True)) for a in taken if a[0].spread_km]
+        lines.append(
+            f"| {name} | {len(group)} | {len(taken) / len(group):.1%} | "
+            f"{len(right) / len(taken) if taken else float('nan'):.1%} | {len(right) / len(group):.1%} | "
+            f"{sum(a is not None and a[1] >= CORRECT_IOU for _, a in given) / len(given) if given else float('nan'):.1%} "
+            f"({len(given)}) | {sum(a[1] == 0.0 for a in taken)} | "
+            f"{statistics.median(a[1] for a in taken) if taken else float('nan'):.2f} | "
+            f"{statistics.median(errors) if errors else float('nan'):.1f} | "
+            f"{np.mean(covered) if covered else float('nan'):.1%} |")
+    return "\n".join(lines)
 
 
 def calibrate_threshold(outcomes: list[PhotoOutcome], precision: float = 0.999) -> int | None:
