@@ -164,7 +164,8 @@ class Settings(BaseSettings):
     )
     # The obliquity prior (geo/prior.py, service/localize/ranking.py): weights fitted on the demo
     # world's validation split by `astroloc bench prior` for the demo model (docs/benchmarks.md:
-    # test R@1 in-region 12.7% -> 72.6%); another model or world needs its own fit; 0 turns a term off.
+    # test R@1 in-region 12.7% -> 72.6%, which the prior alone also gives: on this world the tile
+    # under the ISS is the best guess); another model or world needs its own fit; 0 turns a term off.
     search_prior_weight: float = Field(
         0.5, ge=0, description="Weight of the log-prior of a tile's place (distance from the nadir) in the ranking."
     )
