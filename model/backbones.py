@@ -9,6 +9,11 @@ Each backbone keeps the parameter names of the network it reproduces, directly u
   DINOv2 agree on these).
 - :class:`ResNetTrunk` -- torchvision's ResNet-50 cropped after ``layer3`` (stride 16, 1024
   channels), as in MixVPR (Ali-bey et al., WACV 2023) and EarthLoc (Berton et al., CVPR 2024).
+- :class:`EfficientNetLiteTrunk` -- EfficientNet-Lite (Tan & Le, ICML 2019; the Lite variants of
+  the TensorFlow TPU repository: no squeeze-excitation, ReLU6) built from timm's
+  ``tf_efficientnet_lite*`` parts (TF "same" padding, batch-norm eps 1e-3, as the ImageNet
+  checkpoints were trained), cropped after a chosen stage; names ``conv_stem``, ``bn1``,
+  ``blocks.<stage>.<block>.*``, ``conv_head``, ``bn2`` (timm's).
 """
 
 from __future__ import annotations
@@ -132,3 +137,72 @@ class ResNetTrunk(nn.Module):
     def forward(self, images: torch.Tensor) -> Features:
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
         return Features(grid=self.layer3(self.layer2(self.layer1(x))), token=None)
+
+
+class EfficientNetLiteTrunk(nn.Module):
+    """timm EfficientNet-Lite up to block stage ``stages - 1`` (and its 1x1 head when all 7 stages
+    are kept): (B, 3, H, W) -> (B, C, ceil(H/stride), ceil(W/stride)), with a global-average
+    token (the grid's mean) for aggregators that want one (SALAD).
+
+    Stages of Lite0 (output channels / stride): 16/2, 24/4, 40/8, 80/16, 112/16, 192/32, 320/32,
+    then the head 1280/32. The stages and head not kept are not built, so they cost neither
+    parameters nor state_dict keys (:attr:`cropped_prefixes` lists them for weight loading).
+
+    Args:
+        timm_name: ``tf_efficientnet_lite0`` (or ``_lite1``, ``_lite2``: same stages, wider/deeper).
+        stages: block stages kept, 1-7.
+        head: keep ``conv_head``/``bn2`` (1x1 conv to 1280 channels); only with all 7 stages.
+    """
+
+    def __init__(self, timm_name: str = "tf_efficientnet_lite0", stages: int = 7, head: bool = False) -> None:
+        super().__init__()
+        net = timm.create_model(timm_name, pretrained=False, num_classes=0)
+        if not 1 <= stages <= len(net.blocks):
+            raise ValueError(f"stages must lie in 1..{len(net.blocks)}, got {stages}")
+        if head and stages != len(net.blocks):
+            raise ValueError("the 1x1 head follows the last stage: keep all stages to keep it")
+        self.timm_name = timm_name
+        self.stage_depths = [len(stage) for stage in net.blocks]  # of the whole network
+        self.conv_stem, self.bn1 = net.conv_stem, net.bn1
+        self.blocks = nn.Sequential(*list(net.blocks)[:stages])
+        cropped = [f"blocks.{i}." for i in range(stages, len(net.blocks))]
+        if head:
+            self.conv_head, self.bn2 = net.conv_head, net.bn2
+            self.num_channels = net.conv_head.out_channels
+        else:
+            cropped += ["conv_head.", "bn2."]
+            last = self.blocks[-1][-1]
+            self.num_channels = (last.conv_pwl if hasattr(last, "conv_pwl") else last.conv_pw).out_channels
+        self.head = head
+        self.cropped_prefixes = tuple(cropped) + ("classifier.",)
+        self.stride = self._stride(net, stages)
+
+    @staticmethod
+    def _stride(net: nn.Module, stages: int) -> int:
+        """Reduction after ``stages`` stages: each stage's first block has stride 1 or 2."""
+        stride = 2  # the stem
+        for stage in list(net.blocks)[:stages]:
+            conv = stage[0].conv_dw
+            stride *= conv.stride[0]
+        return stride
+
+    def grid_size(self, input_size: int) -> int:
+        """Feature cells per side for a square input."""
+        if input_size <= 0:
+            raise ValueError(f"input size must be positive, got {input_size}")
+        return math.ceil(input_size / self.stride)
+
+    def prefix(self, images: torch.Tensor, stages: int) -> torch.Tensor:
+        """The stem and the first ``stages`` block stages: what a run that freezes them (and
+        their batch norms) can compute once per image (model/feature_cache.py)."""
+        return self.blocks[:stages](self.bn1(self.conv_stem(images)))
+
+    def suffix(self, x: torch.Tensor, stages: int) -> Features:
+        """The rest of the trunk after :meth:`prefix` (``forward = suffix(prefix(...))``)."""
+        x = self.blocks[stages:](x)
+        if self.head:
+            x = self.bn2(self.conv_head(x))
+        return Features(grid=x, token=x.mean(dim=(2, 3)))
+
+    def forward(self, images: torch.Tensor) -> Features:
+        return self.suffix(self.prefix(images, 0), 0)

@@ -57,8 +57,16 @@ class RetrievalNet(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        descriptors = self.projection(self.aggregator(self.backbone(images)))
-        return F.normalize(descriptors, p=2, dim=-1)
+        return self.head(self.backbone(images))
+
+    def head(self, features) -> torch.Tensor:  # noqa: ANN001
+        """Aggregator -> projection -> L2 normalisation of a backbone's :class:`Features`."""
+        return F.normalize(self.projection(self.aggregator(features)), p=2, dim=-1)
+
+    def forward_from(self, prefix_features: torch.Tensor, stages: int) -> torch.Tensor:
+        """Descriptors from the output of the backbone's first ``stages`` stages (a backbone
+        with ``prefix``/``suffix``): ``forward(x) == forward_from(backbone.prefix(x, k), k)``."""
+        return self.head(self.backbone.suffix(prefix_features, stages))
 
     @property
     def device(self) -> torch.device:

@@ -10,31 +10,62 @@ clusters are recomputed every ``mining_every`` iterations with the current model
 Pure training code: reads a world directory (world/ layout: tiles/{z}/{x}/{y}.jpg,
 queries.csv, queries/*.jpg), writes checkpoints, the final state_dict and metrics into ``out_dir``.
 The training job (worker/train.py) publishes them to the model store.
+
+Fine-tuning an ImageNet trunk (``pretrained``: the ``astroloc-lite`` demo model) takes what the
+paper's recipe takes for granted with DINOv2 (docs/training.md, "Why careless fine-tuning loses
+recall"): the head trained first on a frozen trunk (``head_warmup``), a lower rate for the trunk
+than for the head (``trunk_lr_scale``), the first stages and the batch-norm statistics kept
+(``frozen_stages``, ``freeze_bn``), a warm-up + cosine schedule, photo-like augmentation of the
+tiles (model/augment.py) and model selection on the validation split (``validate_every``: the
+best validation checkpoint becomes the model; the test split is evaluated once, at the end).
+Recall is measured as the service searches: inside the ISS visibility region, and world-wide
+(model/evaluation.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from shapely.geometry import Point
+from tqdm import tqdm
 
 from geo import overlapping_pairs
 from index.tiles import Tile, tile_at, tile_polygon, tiles_at_zoom
+from model.augment import Augmentation, augment
+from model.evaluation import (
+    ROTATIONS,
+    RetrievalSet,
+    describe_tiles,
+    load_retrieval_set,
+    load_rgb,
+    recall_of_descriptors,
+    retrieval_recall,
+)
+from model.feature_cache import PrefixRunner, suffix_descriptors
 from model.losses import mum_loss, pair_loss, total_loss
 from model.mining import SAMPLINGS, cluster_database, random_items
 from world.catalogue import read_photos
 
 log = logging.getLogger(__name__)
 LOSSES = ("pair", "ms", "pair+ms")
-RECALL_AT = (1, 5, 10, 100)
+SCHEDULES = ("constant", "cosine")
+# Augmentations by name: "jitter" is mild brightness/contrast only (what the from-scratch demo
+# model used), "photo" the paper's Sec. 4 set: rotations, crops, colours, haze (model/augment.py).
+AUGMENTATIONS = {
+    "none": Augmentation.none(),
+    "jitter": Augmentation(rotation_deg=0.0, crop_scale=(1.0, 1.0), brightness=0.2, contrast=0.2,
+                           saturation=0.0, colour_cast=0.0, haze=0.0, probability=1.0),
+    "photo": Augmentation(),
+}
 
 
 @dataclass
@@ -44,13 +75,26 @@ class TrainConfig:
     world_dir: str = "var/world"
     zooms: list[int] | None = None  # database zoom levels to use (default: all of the world's)
     arch: str = "earthloc-nano"
-    init_weights: str | None = None  # a state_dict to start from
+    pretrained: bool = False  # start the backbone from its packaged ImageNet weights
+    init_weights: str | None = None  # a state_dict to start from (over the pretrained trunk)
     losses: str = "pair+ms"  # pair | ms | pair+ms (the ablation's rows)
     sampling: str = "mum"  # mum | uniform | random: how MUM batches are drawn
     iterations: int = 600  # paper: 30k
     batch_pairs: int = 16  # paper: 48
     batch_quads: int = 8  # paper: 48
     lr: float = 3e-4  # paper: 5e-5 fine-tuning DINOv2; from scratch, higher
+    trunk_lr_scale: float = 1.0  # the backbone's rate is lr x this
+    schedule: str = "constant"  # constant | cosine (down to lr / 10), after lr_warmup linear steps
+    lr_warmup: int = 0
+    head_warmup: int = 0  # first iterations with the whole backbone frozen: the head learns first
+    frozen_stages: int = 0  # backbone stem + this many block stages never trained (EfficientNet-Lite)
+    freeze_bn: bool = False  # keep the initialisation's batch-norm statistics (BN layers in eval mode)
+    augment: str = "jitter"  # none | jitter | photo (AUGMENTATIONS)
+    cache_prefix: bool = False  # frozen stages + frozen BN: compute their features once (feature_cache)
+    prefix_cache: str | None = None  # where to keep that cache (default: the run directory); runs
+    # with the same world, zooms, frozen stages, seed and validation photos can share one file
+    select_init: bool = True  # the initialisation competes in the model selection
+    evaluation_rotate: str = "database"  # final figures: database at 4 rotations, or queries turned
     alpha_1: float = 1.0
     beta_1: float = 50.0
     alpha_2: float = 1.0
@@ -61,8 +105,9 @@ class TrainConfig:
     clusters: int = 50  # K
     mining_every: int = 200  # M (paper: 5000)
     checkpoint_every: int = 50
-    validate_every: int = 0  # 0: only at the end (describing the 4-rotation database is costly)
-    validation_queries: int = 0  # 0: all validation photos
+    validate_every: int = 0  # 0: only at the end; else model selection on the validation split
+    validation_queries: int = 0  # validation photos for the selection during training (0: all)
+    test: bool = True  # evaluate the selected model once on the test split at the end
     threads: int = 2
     seed: int = 0
     name: str = "astroloc-demo"
@@ -88,6 +133,16 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 0 < self.t_iou < 1 or self.lr <= 0:
             raise ValueError("t_iou must lie in (0, 1) and lr be positive")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {sorted(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.trunk_lr_scale < 0 or min(self.lr_warmup, self.head_warmup, self.frozen_stages) < 0:
+            raise ValueError("trunk_lr_scale, lr_warmup, head_warmup and frozen_stages must be >= 0")
+        if self.cache_prefix and not (self.frozen_stages and self.freeze_bn):
+            raise ValueError("cache_prefix needs frozen_stages > 0 and freeze_bn: only a frozen prefix can be cached")
+        if self.evaluation_rotate not in ("database", "query"):
+            raise ValueError(f"evaluation_rotate must be 'database' or 'query', got {self.evaluation_rotate!r}")
 
 
 # --- the world, in memory at the network's input size ----------------------------------------------
@@ -103,20 +158,15 @@ class WorldData:
     train_polygons: list
     train_rotation: np.ndarray  # (Q,) quarter turns making a tile look like the photo
     positives: list[np.ndarray]  # train query -> tile indices with IoU > t_iou
-    val_images: np.ndarray
-    val_centres: list[Point]
     zooms: list[int] = field(default_factory=list)
 
+    def held_out(self, world_dir: Path | str, split: str, limit: int = 0) -> RetrievalSet:
+        """The ``split`` photos at this world's input size, with their search regions' tiles."""
+        return load_retrieval_set(world_dir, split, self.tile_images.shape[1], self.tile_polygons, limit)
 
-def _load_rgb(path: Path, size: int) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
 
-
-def load_world(
-    world_dir: Path | str, size: int, t_iou: float, validation_queries: int = 0, zooms: list[int] | None = None
-) -> WorldData:
-    """Tiles and photos of a world at ``size`` px, with each training photo's positive tiles."""
+def load_world(world_dir: Path | str, size: int, t_iou: float, zooms: list[int] | None = None) -> WorldData:
+    """Tiles and training photos of a world at ``size`` px, with each photo's positive tiles."""
     root = Path(world_dir)
     manifest = json.loads((root / "world.json").read_text())
     available = sorted(int(z) for z in manifest["tiles"])
@@ -124,10 +174,9 @@ def load_world(
     if not set(zooms) <= set(available):
         raise ValueError(f"the world has tiles at zooms {available}, not {zooms}")
     tiles = [t for z in zooms for t in tiles_at_zoom(z)]
-    tile_images = np.stack([_load_rgb(root / "tiles" / f"{t.z}/{t.x}/{t.y}.jpg", size) for t in tiles])
+    tile_images = np.stack([load_rgb(root / "tiles" / f"{t.z}/{t.x}/{t.y}.jpg", size) for t in tiles])
     tile_polygons = [tile_polygon(t) for t in tiles]
     train = read_photos(root, split="train")
-    val = read_photos(root, split="val", limit=validation_queries or None)
     train_polygons = [p.truth for p in train]
     i, j, _ = overlapping_pairs(train_polygons, tile_polygons, t_iou)
     positives = [j[i == q] for q in range(len(train_polygons))]
@@ -140,12 +189,10 @@ def load_world(
         tile_images=tile_images,
         tile_polygons=tile_polygons,
         tile_lookup={(t.z, t.x, t.y): n for n, t in enumerate(tiles)},
-        train_images=np.stack([_load_rgb(train[q].image_path, size) for q in keep]),
+        train_images=np.stack([load_rgb(train[q].image_path, size) for q in keep]),
         train_polygons=[train_polygons[q] for q in keep],
         train_rotation=rotation,
         positives=[positives[q] for q in keep],
-        val_images=np.stack([_load_rgb(p.image_path, size) for p in val]) if val else np.zeros((0, size, size, 3), np.uint8),
-        val_centres=[p.truth.centroid for p in val],
         zooms=zooms,
     )
 
@@ -177,19 +224,24 @@ def quadruplet_views(data: WorldData, t: int, rng: np.random.Generator) -> list[
     side = int(size * rng.uniform(0.6, 0.9))
     y0, x0 = rng.integers(0, size - side + 1, size=2)
     crop = np.asarray(Image.fromarray(image[y0 : y0 + side, x0 : x0 + side]).resize((size, size), Image.BILINEAR))
-    tile = data.tiles[t]
-    centre = data.tile_polygons[t].centroid
-    other = None
-    for zoom in (tile.z + 1, tile.z - 1):
-        if zoom in data.zooms:
-            near = tile_at(centre.x, centre.y, zoom)
-            other = data.tile_lookup.get((near.z, near.x, near.y))
-            break
+    other = other_zoom_tile(data, t)
     fourth = data.tile_images[other] if other is not None else np.fliplr(image)
     return [image, turned, np.rot90(crop, int(rng.integers(0, 4))), np.rot90(fourth, int(rng.integers(0, 4)))]
 
 
-def mum_batch(data: WorldData, items: np.ndarray, rng: np.random.Generator, count: int) -> tuple[list, np.ndarray]:
+def other_zoom_tile(data: WorldData, t: int) -> int | None:
+    """The tile of the next zoom level (else the previous one) at the centre of tile ``t``."""
+    tile = data.tiles[t]
+    centre = data.tile_polygons[t].centroid
+    for zoom in (tile.z + 1, tile.z - 1):
+        if zoom in data.zooms:
+            near = tile_at(centre.x, centre.y, zoom)
+            return data.tile_lookup.get((near.z, near.x, near.y))
+    return None
+
+
+def mum_batch(data: WorldData, items: np.ndarray, rng: np.random.Generator, count: int,
+              views_of: Callable = quadruplet_views) -> tuple[list, np.ndarray]:
     """Quadruplets of ``count`` distinct places among ``items`` (no two overlapping), with labels."""
     views, labels, taken = [], [], []
     for t in items:
@@ -197,20 +249,84 @@ def mum_batch(data: WorldData, items: np.ndarray, rng: np.random.Generator, coun
         if any(polygon.intersects(other) for other in taken):
             continue
         taken.append(polygon)
-        views.extend(quadruplet_views(data, int(t), rng))
+        views.extend(views_of(data, int(t), rng))
         labels.extend([len(taken) - 1] * 4)
         if len(taken) == count:
             break
     return views, np.array(labels)
 
 
-def _jitter(images: list[np.ndarray] | np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    """Mild brightness/contrast changes: database tiles meet photos under haze and colour casts."""
-    out = []
-    for image in images:
-        gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
-        out.append(np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8))
-    return out
+# --- a frozen prefix computed once (model/feature_cache.py) -------------------------------------
+
+
+class CachedPrefix:
+    """Features of the network's frozen prefix (stem + ``frozen_stages`` stages, batch norms
+    frozen) for every image of a run: tiles at their 4 rotations, training photos, the
+    validation photos at 4 rotations, and one augmented copy of each training photo's positive
+    tiles turned as the photo (photometric and geometric augmentation happen on images, before
+    the prefix). The MUM views are made from the tiles' rotations and crops of their feature
+    maps. Saved in the run directory, so a resumed run does not recompute them."""
+
+    def __init__(self, net, data: WorldData, config: TrainConfig, validation: RetrievalSet | None,  # noqa: ANN001
+                 out: Path, pair_augmentation: Augmentation) -> None:
+        self.stages = config.frozen_stages
+        self.runner = PrefixRunner(net, self.stages, threads=config.threads)
+        path = Path(config.prefix_cache) if config.prefix_cache else out / "prefix_cache.npz"
+        if path.is_file():
+            arrays = dict(np.load(path))
+        else:
+            rng = np.random.default_rng(config.seed + 1)
+            keys = [(q, int(t)) for q in range(len(data.train_images)) for t in data.positives[q]]
+            turned = [np.rot90(data.tile_images[t], data.train_rotation[q]) for q, t in keys]
+            arrays = {
+                "tiles": self.runner(data.tile_images, rotations=(0, 1, 2, 3), desc="prefix: tiles x 4"),
+                "train": self.runner(data.train_images, desc="prefix: training photos")[:, 0],
+                "pair_keys": np.array(keys, dtype=np.int64).reshape(-1, 2),
+                "pair_tiles": self.runner(augment(turned, pair_augmentation, rng), desc="prefix: augmented pairs")[:, 0],
+            }
+            if validation is not None:
+                arrays["val"] = self.runner(validation.images, rotations=(0, 1, 2, 3), desc="prefix: validation")
+            temporary = path.with_name(f"{path.stem}.tmp.npz")
+            np.savez(temporary, **arrays)
+            temporary.replace(path)
+        self.tiles, self.train, self.val = arrays["tiles"], arrays["train"], arrays.get("val")
+        self.pair_tiles = arrays["pair_tiles"]
+        self.pair_index = {(int(q), int(t)): n for n, (q, t) in enumerate(arrays["pair_keys"])}
+
+    def descriptors(self, net, features: np.ndarray | list) -> torch.Tensor:  # noqa: ANN001
+        """Descriptors (with gradients) of a batch of cached features (B, C, h, w)."""
+        return net.forward_from(torch.from_numpy(np.stack(features).astype(np.float32)), self.stages)
+
+    def pair_features(self, data: WorldData, q_idx: np.ndarray, t_idx: np.ndarray, rng: np.random.Generator,
+                      augmented: float) -> tuple[np.ndarray, list]:
+        """The photos' features and their tiles' (turned as the photo; the augmented copy with
+        probability ``augmented``)."""
+        tiles = [self.pair_tiles[self.pair_index[(int(q), int(t))]] if rng.random() < augmented
+                 else self.tiles[t, data.train_rotation[q]] for q, t in zip(q_idx, t_idx)]
+        return self.train[q_idx], tiles
+
+    def quadruplet(self, data: WorldData, t: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """:func:`quadruplet_views` on features: the tile and a turn of it, a turned crop of its
+        feature map resized back, the other zoom's tile at a random turn."""
+        first, second, third = rng.choice(4, size=3, replace=False)
+        grid = self.tiles[t, third].astype(np.float32)
+        side = grid.shape[-1]
+        crop_side = int(rng.integers(math.ceil(0.6 * side), side))
+        y0, x0 = rng.integers(0, side - crop_side + 1, size=2)
+        crop = torch.nn.functional.interpolate(
+            torch.from_numpy(grid[None, :, y0: y0 + crop_side, x0: x0 + crop_side]), size=(side, side),
+            mode="bilinear", align_corners=False)[0].numpy()
+        other = other_zoom_tile(data, t)
+        fourth = self.tiles[other, int(rng.integers(4))] if other is not None else self.tiles[t, first][..., ::-1]
+        return [self.tiles[t, first], self.tiles[t, second], crop, np.ascontiguousarray(fourth)]
+
+    def database(self, net, rotations: int = 4) -> np.ndarray:  # noqa: ANN001
+        """Tile descriptors (T, R, D) with the current network."""
+        return suffix_descriptors(net, self.tiles[:, :rotations], self.stages)
+
+    def photos(self, net, images: np.ndarray, rotations: tuple = (0,)) -> np.ndarray:  # noqa: ANN001
+        """Descriptors (N, R, D) of photos not in the cache (computed through the prefix now)."""
+        return suffix_descriptors(net, self.runner(images, rotations=rotations), self.stages)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -219,9 +335,52 @@ def _jitter(images: list[np.ndarray] | np.ndarray, rng: np.random.Generator) -> 
 ProgressFn = Callable[[float, dict], None]
 
 
+def freeze_stages(backbone: torch.nn.Module, stages: int) -> list[torch.nn.Module]:
+    """Stop training the stem and the first ``stages`` block stages of an EfficientNet-Lite
+    trunk; returns the frozen modules (their batch norms must stay in eval mode too)."""
+    if not stages:
+        return []
+    if not hasattr(backbone, "conv_stem"):
+        raise ValueError(f"frozen_stages needs an EfficientNet-Lite trunk, not {type(backbone).__name__}")
+    if stages > len(backbone.blocks):
+        raise ValueError(f"the trunk has {len(backbone.blocks)} stages, cannot freeze {stages}")
+    frozen = [backbone.conv_stem, backbone.bn1, *backbone.blocks[:stages]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def lr_factors(iteration: int, config: TrainConfig) -> tuple[float, float]:
+    """(head, trunk) multipliers of ``config.lr`` at ``iteration`` (0-based): a linear warm-up
+    over ``lr_warmup`` steps, then constant or cosine down to 1/10; the trunk waits
+    ``head_warmup`` iterations at 0 and then warms up the same way, at ``trunk_lr_scale``."""
+
+    def factor(step: int) -> float:
+        if step < config.lr_warmup:
+            return (step + 1) / config.lr_warmup
+        if config.schedule == "constant":
+            return 1.0
+        done = (iteration - config.lr_warmup) / max(1, config.iterations - config.lr_warmup)
+        return 0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, done))))
+
+    trunk = 0.0 if iteration < config.head_warmup else factor(iteration - config.head_warmup) * config.trunk_lr_scale
+    return factor(iteration), trunk
+
+
+def selection_score(metrics: dict) -> float:
+    """What model selection maximises on the validation split: in-region R@1 + R@10."""
+    return metrics.get("region_recall@1", 0.0) + metrics.get("region_recall@10", 0.0)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
 def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None = None) -> dict:
     """Train (or resume) a run in ``out_dir``; returns the metrics. Writes ``model.pt`` (the
-    state_dict), ``checkpoint.pt`` (resumable), ``log.jsonl``, ``metrics.json``, ``config.json``."""
+    selected state_dict), ``checkpoint.pt`` (resumable), ``best.pt`` (best on validation so
+    far), ``log.jsonl``, ``metrics.json``, ``config.json``."""
     import model as models
     from model.preprocessing import preprocess
 
@@ -230,120 +389,210 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
-    net = models.create_model(config.arch, weights=config.init_weights)
+    net = models.create_model(config.arch, weights=config.init_weights, pretrained=config.pretrained)
     size = net.config.input_size
     started = time.perf_counter()
-    data = load_world(config.world_dir, size, config.t_iou, config.validation_queries, config.zooms)
-    log.info("world loaded in %.0f s: %d tiles, %d training photos with positives, %d validation photos",
-             time.perf_counter() - started, len(data.tiles), len(data.train_images), len(data.val_images))
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    data = load_world(config.world_dir, size, config.t_iou, config.zooms)
+    validation = data.held_out(config.world_dir, "val", config.validation_queries) if config.validate_every else None
+    log.info("world loaded in %.0f s: %d tiles, %d training photos with positives",
+             time.perf_counter() - started, len(data.tiles), len(data.train_images))
+    frozen = freeze_stages(net.backbone, config.frozen_stages)
+    trunk_params = [p for p in net.backbone.parameters() if p.requires_grad]
+    head_params = [p for name, p in net.named_parameters() if not name.startswith("backbone.")]
+    optimizer = torch.optim.Adam([{"params": head_params}, {"params": trunk_params}], lr=config.lr)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    iteration, history = 0, []
-    checkpoint = out / "checkpoint.pt"
+    iteration, history, best = 0, [], {"score": -1.0, "iteration": None, "validation": None}
+    validation_s = 0.0
+    checkpoint, best_path = out / "checkpoint.pt", out / "best.pt"
     if checkpoint.is_file():  # resume after a crash or a killed worker
         state = torch.load(checkpoint, weights_only=False)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         iteration, history = state["iteration"], state["history"]
+        best, validation_s = state.get("best", best), state.get("validation_s", 0.0)
         rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
         log.info("resumed at iteration %d", iteration)
+    augmentation = AUGMENTATIONS[config.augment]
+    # A pair's tile is already turned by the quarter turn nearest the photo's orientation (the
+    # database's 4 rotations): what is left to learn is at most 45 degrees either way.
+    pair_augmentation = replace(augmentation, rotation_deg=min(augmentation.rotation_deg, 45.0))
+
+    cache = CachedPrefix(net, data, config, validation, out, pair_augmentation) if config.cache_prefix else None
+    if cache is not None:
+        log.info("frozen prefix cached: %.0f s since the start", time.perf_counter() - started)
 
     def batch_tensor(images) -> torch.Tensor:  # noqa: ANN001
         return preprocess([np.ascontiguousarray(i) for i in images], net.config)
 
+    def select(at: int) -> None:
+        nonlocal validation_s
+        if validation is None:
+            return
+        begun = time.perf_counter()
+        if cache is not None:  # the same figures as rotate="query", from the cache
+            metrics = recall_of_descriptors(suffix_descriptors(net, cache.val, cache.stages), cache.database(net, 1),
+                                            data.tile_polygons, validation)
+        else:
+            metrics = retrieval_recall(net, data.tile_images, data.tile_polygons, validation, rotate="query")
+        validation_s += time.perf_counter() - begun
+        if selection_score(metrics) > best["score"]:
+            best.update(score=selection_score(metrics), iteration=at, validation=metrics)
+            torch.save(net.state_dict(), best_path)
+        line = {"iteration": at, "validation": metrics, "best_iteration": best["iteration"]}
+        with (out / "log.jsonl").open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+        log.info("validation at %d: in-region R@1 %.3f R@10 %.3f (best at %s)", at,
+                 metrics.get("region_recall@1", 0), metrics.get("region_recall@10", 0), best["iteration"])
+
+    if iteration == 0 and config.validate_every and config.select_init:
+        select(0)  # the initialisation competes too: training must beat it
     sampler = None
     uses_pairs, uses_ms = "pair" in config.losses, "ms" in config.losses
+    bar = tqdm(total=config.iterations, initial=iteration, desc=config.name, unit="it", mininterval=2.0)
+    loop_started, loop_start_iteration = time.perf_counter(), iteration
     while iteration < config.iterations:
         if uses_ms and config.sampling != "random" and (sampler is None or iteration % config.mining_every == 0):
-            sampler = _mine(net, data, config)
+            sampler = _mine(net, data, config, cache)
+        head_factor, trunk_factor = lr_factors(iteration, config)
+        optimizer.param_groups[0]["lr"] = config.lr * head_factor
+        optimizer.param_groups[1]["lr"] = config.lr * trunk_factor
+        for parameter in trunk_params:  # no backward through a trunk that is not learning yet
+            parameter.requires_grad_(trunk_factor > 0)
         net.train()
+        for module in net.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and (config.freeze_bn or any(
+                    module is m or any(module is c for c in m.modules()) for m in frozen)):
+                module.eval()
         pair_term = ms_term = None
         if uses_pairs:
             q_idx, t_idx = pair_batch(data, rng, config.batch_pairs)
-            tiles = [np.rot90(data.tile_images[t], k) for t, k in zip(t_idx, data.train_rotation[q_idx])]
-            q = net(batch_tensor(data.train_images[q_idx]))
-            d = net(batch_tensor(_jitter(tiles, rng)))
+            if cache is not None:
+                photos, tiles = cache.pair_features(data, q_idx, t_idx, rng, augmentation.probability)
+                q, d = cache.descriptors(net, photos), cache.descriptors(net, tiles)
+            else:
+                tiles = [np.rot90(data.tile_images[t], k) for t, k in zip(t_idx, data.train_rotation[q_idx])]
+                q = net(batch_tensor(data.train_images[q_idx]))
+                d = net(batch_tensor(augment(tiles, pair_augmentation, rng)))
             pair_term = pair_loss(q, d, config.alpha_1, config.beta_1)
         if uses_ms:
             pool = (random_items(rng, len(data.tiles), config.batch_quads * 4) if config.sampling == "random"
                     else sampler.sample_items(rng, config.batch_quads * 4))
-            views, labels = mum_batch(data, pool, rng, config.batch_quads)
-            h = net(batch_tensor(_jitter(views, rng)))
+            if cache is not None:
+                views, labels = mum_batch(data, pool, rng, config.batch_quads, views_of=cache.quadruplet)
+                h = cache.descriptors(net, views)
+            else:
+                views, labels = mum_batch(data, pool, rng, config.batch_quads)
+                h = net(batch_tensor(augment(views, augmentation, rng)))
             ms_term = mum_loss(h, torch.as_tensor(labels), config.alpha_2, config.beta_2)
         loss = total_loss(pair_term, ms_term, config.lambda_1, config.lambda_2)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         iteration += 1
+        rate = (time.perf_counter() - loop_started) / (iteration - loop_start_iteration)
         entry = {"iteration": iteration, "loss": round(loss.item(), 5),
                  "pair": None if pair_term is None else round(pair_term.item(), 5),
                  "mum": None if ms_term is None else round(ms_term.item(), 5),
-                 "elapsed_s": round(time.perf_counter() - started, 1)}
+                 "lr_head": round(config.lr * head_factor, 8), "lr_trunk": round(config.lr * trunk_factor, 8),
+                 "elapsed_s": round(time.perf_counter() - started, 1),
+                 "eta_s": round(rate * (config.iterations - iteration), 0)}
         history.append(entry)
         with (out / "log.jsonl").open("a") as handle:
             handle.write(json.dumps(entry) + "\n")
-        if config.validate_every and iteration % config.validate_every == 0 and iteration < config.iterations:
-            entry["validation"] = validate(net, data)
+        bar.update(1)
+        bar.set_postfix(loss=f"{entry['loss']:.3f}", best=best["iteration"], refresh=False)
+        if config.validate_every and (iteration % config.validate_every == 0 or iteration == config.iterations):
+            select(iteration)
+            entry["validation"] = best["validation"]
         if progress:
             progress(iteration / config.iterations, entry)
         if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
-            _save(checkpoint, net, optimizer, iteration, history, rng)
+            _save(checkpoint, net, optimizer, iteration, history, rng, best=best, validation_s=validation_s)
+    bar.close()
+    train_s = time.perf_counter() - started
 
-    metrics = {"validation": validate(net, data), "iterations": iteration,
-               "train_seconds": round(time.perf_counter() - started, 1),
-               "final_loss": history[-1]["loss"] if history else None}
+    if config.validate_every and best_path.is_file():
+        net.load_state_dict(torch.load(best_path, weights_only=True))  # the model selected on validation
     torch.save(net.state_dict(), out / "model.pt")
+    metrics = {"iterations": iteration, "selected_iteration": best["iteration"],
+               "train_seconds": round(train_s, 1), "validation_seconds": round(validation_s, 1),
+               "final_loss": history[-1]["loss"] if history else None}
+    metrics.update(evaluate(net, data, config, cache))
+    metrics["peak_memory_mb"] = peak_memory_mb()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if progress:
         progress(1.0, {"iteration": iteration, "validation": metrics["validation"]})
     return metrics
 
 
-def _mine(net, data: WorldData, config: TrainConfig):  # noqa: ANN001, ANN202
+def _mine(net, data: WorldData, config: TrainConfig, cache: CachedPrefix | None = None):  # noqa: ANN001, ANN202
     """Describe the database and the training photos with the current model; cluster (Sec. 4.3)."""
     import model as models
 
-    database = models.describe(net, list(data.tile_images), rotations=(0,))[:, 0]
-    queries = models.describe(net, list(data.train_images), rotations=(0,))[:, 0]
+    if cache is not None:
+        database = cache.database(net, 1)[:, 0]
+        queries = suffix_descriptors(net, cache.train[:, None], cache.stages)[:, 0]
+    else:
+        database = models.describe(net, list(data.tile_images), rotations=(0,))[:, 0]
+        queries = models.describe(net, list(data.train_images), rotations=(0,))[:, 0]
     return cluster_database(database, queries, config.clusters, config.sampling, config.seed)
 
 
-def validate(net, data: WorldData) -> dict:  # noqa: ANN001
-    """Recall@1/5/10/100 of the validation photos against every tile at 4 rotations, world-wide.
+def evaluate(net, data: WorldData, config: TrainConfig, cache: CachedPrefix | None = None) -> dict:  # noqa: ANN001
+    """In-region and world-wide recall on every validation photo and (``config.test``) on the
+    test split; the database at 4 rotations as the service indexes it (``evaluation_rotate``
+    "database") or the photos turned instead (4x cheaper)."""
+    rotate = config.evaluation_rotate
+    query_rotations = (0,) if rotate == "database" else ROTATIONS
+    if cache is not None:
+        database = cache.database(net, 4 if rotate == "database" else 1)
+    else:
+        database = describe_tiles(net, data.tile_images, rotate)
+    results = {}
+    for split in ("val", "test") if config.test else ("val",):
+        photos = data.held_out(config.world_dir, split)
+        key = "validation" if split == "val" else "test"
+        if cache is not None:
+            queries = cache.photos(net, photos.images, tuple(r // 90 for r in query_rotations))
+            results[key] = recall_of_descriptors(queries, database, data.tile_polygons, photos)
+        else:
+            results[key] = retrieval_recall(net, data.tile_images, data.tile_polygons, photos, rotate, database)
+        results[key]["rotate"] = rotate
+    return results
 
-    A retrieved tile is correct when it contains the centre of the photo's true footprint; a tile
-    counts once, at its best rotation (as the service ranks them).
-    """
-    import model as models
 
-    if not len(data.val_images):
-        return {}
-    database = models.describe(net, list(data.tile_images))  # (T, 4, D)
-    queries = models.describe(net, list(data.val_images), rotations=(0,))[:, 0]
-    scores = np.einsum("qd,trd->qtr", queries, database).max(axis=2)  # best rotation per tile
-    order = np.argsort(-scores, axis=1)[:, : max(RECALL_AT)]
-    hits = np.array([[data.tile_polygons[t].covers(c) for t in row] for row, c in zip(order, data.val_centres)])
-    return {f"recall@{k}": round(float(hits[:, :k].any(axis=1).mean()), 4) for k in RECALL_AT} | {
-        "queries": len(data.val_images)
-    }
-
-
-def _save(path: Path, net, optimizer, iteration: int, history: list, rng: np.random.Generator) -> None:  # noqa: ANN001
+def _save(path: Path, net, optimizer, iteration: int, history: list, rng: np.random.Generator, **extra) -> None:  # noqa: ANN001
     temporary = path.with_suffix(".tmp")
     torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                "history": history, "rng": rng.bit_generator.state}, temporary)
+                "history": history, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), **extra},
+               temporary)
     temporary.replace(path)
 
 
-def untrained_metrics(config: TrainConfig) -> dict:
-    """Validation recall of the randomly initialised network (the ablation's baseline row)."""
+ZERO_SHOT_ARCH = "lite0-gem"  # the ImageNet trunk with GeM pooling: nothing trained
+
+
+def zero_shot_metrics(config: TrainConfig, arch: str = ZERO_SHOT_ARCH) -> dict:
+    """Recall of an untrained network (``arch`` with its ImageNet trunk when it has one, random
+    otherwise) on the same photos and tiles as a run of ``config``: the ablation's first row.
+    Runs through onnxruntime (nothing to train; ~10x torch's speed on this shared CPU)."""
+    import tempfile
+
     import model as models
 
     torch.manual_seed(config.seed)
-    net = models.create_model(config.arch)
-    data = load_world(config.world_dir, net.config.input_size, config.t_iou, config.validation_queries, config.zooms)
-    return validate(net, data)
+    torch.set_num_threads(config.threads)
+    try:
+        net = models.create_model(arch, pretrained=True)
+    except ValueError:
+        net = models.create_model(arch)
+    data = load_world(config.world_dir, net.config.input_size, config.t_iou, config.zooms)
+    with tempfile.TemporaryDirectory() as workdir:
+        served = models.load_onnx(models.export_onnx(net, Path(workdir) / f"{arch}.onnx"),
+                                  providers=["CPUExecutionProvider"], threads=config.threads)
+        return evaluate(served, data, config)
 
 
 ABLATION = (  # AstroLoc Tab. 6 in miniature: (row, losses, sampling)
@@ -356,13 +605,19 @@ ABLATION = (  # AstroLoc Tab. 6 in miniature: (row, losses, sampling)
 
 
 def ablation(base: TrainConfig, work_dir: Path | str) -> list[tuple[str, dict]]:
-    """Train every row of the ablation with the same budget; returns (row, validation metrics)."""
-    rows = [("untrained network", untrained_metrics(base))]
+    """Every row of the ablation from the same initialisation with the same budget and the same
+    model selection on validation; returns (row, metrics with "validation" and "test"). Rows
+    with a cached prefix share one cache (the same frozen ImageNet stages for all)."""
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [("zero-shot ImageNet trunk (GeM, no training)" if base.pretrained else "untrained network",
+             zero_shot_metrics(base, ZERO_SHOT_ARCH if base.pretrained else base.arch))]
+    shared = {"prefix_cache": base.prefix_cache or str(work / "prefix_cache.npz")} if base.cache_prefix else {}
     for label, losses, sampling in ABLATION:
-        config = TrainConfig.from_dict({**asdict(base), "losses": losses, "sampling": sampling})
-        run_dir = Path(work_dir) / f"{losses}-{sampling}"
-        rows.append((label, train(config, run_dir)["validation"]))
+        config = TrainConfig.from_dict({**asdict(base), "losses": losses, "sampling": sampling, **shared})
+        rows.append((label, train(config, work / f"{losses}-{sampling}")))
     return rows
 
 
-__all__ = ["ABLATION", "TrainConfig", "ablation", "load_world", "train", "untrained_metrics", "validate"]
+__all__ = ["ABLATION", "AUGMENTATIONS", "TrainConfig", "ablation", "evaluate", "load_world", "train",
+           "zero_shot_metrics"]

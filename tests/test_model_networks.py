@@ -150,3 +150,28 @@ def test_mixvpr_output_size_and_salad_refuses_tokenless_features():
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
     with pytest.raises(ValueError, match="global token"):
         SALAD(num_channels=32, num_clusters=4)(Features(grid=torch.randn(1, 32, 4, 4), token=None))
+
+
+@pytest.mark.parametrize(("arch", "dim"), [("astroloc-lite", 512), ("astroloc-lite-salad", 512), ("lite0-gem", 1280)])
+def test_lite_architectures_output_unit_descriptors_and_fit_the_checkpoint_budget(arch, dim):
+    net = model.create_model(arch)
+    assert (net.config.input_size, net.config.descriptor_dim) == (128, dim)
+    assert net.config.mean == net.config.std == (0.5, 0.5, 0.5)  # TF EfficientNet-Lite inputs in [-1, 1]
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 128, 128))
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    assert buffer.tell() <= 25 * 1024 * 1024
+
+
+def test_lite_trunk_crops_after_stage_5_at_stride_16():
+    from model.backbones import EfficientNetLiteTrunk
+
+    trunk = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=5)
+    features = trunk(torch.randn(1, 3, 128, 128))
+    assert features.grid.shape == (1, 112, 8, 8) and features.token.shape == (1, 112)
+    assert trunk.grid_size(128) == 8 and "blocks.5." in trunk.cropped_prefixes
+    assert not any(k.startswith(("blocks.5", "conv_head")) for k in trunk.state_dict())
+    with pytest.raises(ValueError, match="keep all stages"):
+        EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=5, head=True)

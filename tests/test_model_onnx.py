@@ -94,3 +94,11 @@ def test_benchmark_reports_both_runtimes():
     assert float(cells[4]) > 0 and float(cells[5]) > 0 and float(cells[6]) <= PARITY_TOLERANCE
     with pytest.raises(ValueError, match="unknown architectures or runtimes: nope"):
         bench.run(archs=["nope"])
+
+
+def test_pretrained_lite_onnx_matches_torch_and_carries_its_normalisation(tmp_path):
+    net = model.create_model("astroloc-lite", pretrained=True)
+    path = model.export_onnx(net, tmp_path / "lite.onnx", check_tolerance=None)
+    assert onnx_parity(net, path, batch_size=3, seed=1) <= PARITY_TOLERANCE
+    served = model.load_onnx(path)
+    assert served.config == net.config and served.config.mean == (0.5, 0.5, 0.5)

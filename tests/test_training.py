@@ -101,7 +101,7 @@ def test_a_training_step_lowers_the_loss_on_a_fixed_batch():
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory):
-    from index.world import build_world
+    from world.build import build_world
 
     root = tmp_path_factory.mktemp("train-world")
     build_world(root, zooms=[3, 4], n_queries=16, seed=1)
@@ -111,7 +111,7 @@ def tiny_world(tmp_path_factory):
 def test_training_job_publishes_a_model_version(sqlite_settings, tiny_world):
     from service import artifacts, crud
     from service.db import session_scope
-    from worker.queue import enqueue
+    from service.jobs import enqueue
 
     config = {"world_dir": str(tiny_world), "iterations": 3, "batch_pairs": 2, "batch_quads": 2,
               "clusters": 4, "mining_every": 2, "checkpoint_every": 2, "name": "tiny", "activate": True}
@@ -154,3 +154,121 @@ def test_post_train_checks_the_config(api_client):
     assert answer.status_code == 422 and "losses" in answer.text
     answer = api_client.post("/train", json={"learning_rate": 1})
     assert answer.status_code == 422 and "unknown training option" in answer.text
+
+
+# --- fine-tuning the ImageNet trunk (astroloc-lite) --------------------------------------------------
+
+
+def test_a_fine_tuning_step_of_the_pretrained_lite_model_lowers_the_loss_and_keeps_what_is_frozen():
+    import model
+    from model.training import freeze_stages
+
+    torch.manual_seed(0)
+    net = model.create_model("astroloc-lite", pretrained=True)
+    frozen = freeze_stages(net.backbone, 3)
+    stem_before = net.backbone.conv_stem.weight.clone()
+    bn_before = net.backbone.blocks[4][0].bn1.running_mean.clone()
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    queries = torch.rand(6, 3, 128, 128, generator=generator) * 2 - 1
+    tiles = (queries + 0.2 * torch.rand(6, 3, 128, 128, generator=generator)).clamp(-1, 1)
+    losses = []
+    for _ in range(4):
+        net.train()
+        for module in net.modules():  # freeze_bn, as the training loop does
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+        loss = pair_loss(net(queries), net(tiles))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    assert len(frozen) == 5 and torch.equal(net.backbone.conv_stem.weight, stem_before)
+    assert torch.equal(net.backbone.blocks[4][0].bn1.running_mean, bn_before)
+    assert not torch.equal(net.backbone.blocks[4][0].conv_pw.weight, model.create_model(
+        "astroloc-lite", pretrained=True).backbone.blocks[4][0].conv_pw.weight)  # the rest learnt
+
+
+def test_learning_rates_warm_the_head_first_and_the_trunk_lower():
+    from model.training import TrainConfig, lr_factors
+
+    config = TrainConfig(iterations=100, lr_warmup=10, head_warmup=20, trunk_lr_scale=0.1, schedule="cosine")
+    assert lr_factors(0, config) == (pytest.approx(0.1), 0.0)  # head warming up, trunk frozen
+    assert lr_factors(19, config)[1] == 0.0
+    assert lr_factors(20, config)[1] == pytest.approx(0.1 * 0.1)  # then warms up, at a tenth
+    head, trunk = lr_factors(30, config)
+    assert 0.8 < head < 1.0 and trunk == pytest.approx(0.1 * head)  # then follows the head's cosine
+    assert lr_factors(99, config)[0] == pytest.approx(0.1, abs=0.01)  # cosine down to lr / 10
+    constant = TrainConfig(iterations=100, schedule="constant")
+    assert lr_factors(50, constant) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig.from_dict({"schedule": "step"})
+
+
+def test_photo_augmentation_keeps_size_and_none_changes_nothing():
+    from model.augment import Augmentation, augment
+
+    rng = np.random.default_rng(0)
+    images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(4)]
+    torch.manual_seed(0)
+    out = augment(images, Augmentation(probability=1.0), rng)
+    assert all(o.shape == (64, 64, 3) and o.dtype == np.uint8 for o in out)
+    assert all(not np.array_equal(o, i) for o, i in zip(out, images))
+    assert all(np.array_equal(o, i) for o, i in zip(augment(images, Augmentation.none(), rng), images))
+
+
+def test_fine_tuning_run_selects_on_validation_and_reports_in_region_recall(tiny_world, tmp_path):
+    import json
+
+    import model
+    from model.training import TrainConfig, train
+
+    config = TrainConfig.from_dict({
+        "world_dir": str(tiny_world), "arch": "astroloc-lite", "pretrained": True, "iterations": 2,
+        "batch_pairs": 2, "batch_quads": 2, "clusters": 4, "mining_every": 2, "checkpoint_every": 1,
+        "validate_every": 1, "frozen_stages": 2, "freeze_bn": True, "head_warmup": 1, "trunk_lr_scale": 0.1,
+        "schedule": "cosine", "augment": "photo", "name": "lite",
+    })
+    metrics = train(config, tmp_path)
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in logged if "validation" in e] == [0, 1, 2]  # the init competes
+    assert logged[1]["lr_trunk"] == 0.0 and logged[1]["lr_head"] > 0  # the head warms up alone
+    assert metrics["selected_iteration"] in (0, 1, 2)
+    for split in ("validation", "test"):
+        assert {"region_recall@1", "region_recall@10", "recall@100"} <= set(metrics[split])
+        assert metrics[split]["region_tiles_mean"] < len(list(range(64 + 256)))  # a region, not the world
+    assert metrics["peak_memory_mb"] > 0 and metrics["train_seconds"] > 0
+    selected = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.equal(v, torch.load(tmp_path / "best.pt", weights_only=True)[k]) for k, v in selected.items())
+    model.create_model("astroloc-lite", weights=tmp_path / "model.pt")  # loads strictly
+
+
+def test_a_cached_prefix_run_gives_the_full_networks_descriptors_and_resumes(tiny_world, tmp_path):
+    """frozen_stages + freeze_bn + cache_prefix: the prefix runs once (onnxruntime), the rest
+    trains on its features, and the model it saves describes images as the cache said."""
+    import model
+    from model.evaluation import RetrievalSet
+    from model.training import CachedPrefix, TrainConfig, load_world, train
+
+    settings = {
+        "world_dir": str(tiny_world), "arch": "astroloc-lite", "pretrained": True, "batch_pairs": 2,
+        "batch_quads": 2, "clusters": 4, "mining_every": 2, "checkpoint_every": 1, "validate_every": 2,
+        "frozen_stages": 4, "freeze_bn": True, "cache_prefix": True, "augment": "photo", "lr": 1e-3,
+        "evaluation_rotate": "query", "name": "cached",
+    }
+    train(TrainConfig.from_dict(settings | {"iterations": 2}), tmp_path)
+    assert (tmp_path / "prefix_cache.npz").is_file()
+    metrics = train(TrainConfig.from_dict(settings | {"iterations": 3}), tmp_path)  # resumes, cache reused
+    assert metrics["iterations"] == 3 and metrics["test"]["rotate"] == "query"
+    net = model.create_model("astroloc-lite", weights=tmp_path / "model.pt")
+    assert torch.equal(net.backbone.conv_stem.weight, model.create_model("astroloc-lite", pretrained=True).backbone.conv_stem.weight)
+    config = TrainConfig.from_dict(settings | {"iterations": 3})
+    data = load_world(tiny_world, 128, 0.2)
+    cache = CachedPrefix(net, data, config, None, tmp_path, None)
+    expected = model.describe(net, list(data.tile_images[:3]))
+    np.testing.assert_allclose(cache.database(net)[:3], expected, atol=2e-3)  # float16 features
+    with pytest.raises(ValueError, match="cache_prefix needs"):
+        TrainConfig.from_dict(settings | {"freeze_bn": False})
+    assert isinstance(data.held_out(tiny_world, "val"), RetrievalSet)
