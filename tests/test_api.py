@@ -119,7 +119,7 @@ def test_write_endpoints_need_api_key_when_configured(sqlite_settings):
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ("{not json", "JSON decode error"),
+        ("{not json", "Invalid JSON"),
         ('{"stars": [{"x": 1, "y": 2}], "image_width": 10, "image_height": 10, "fov_deg": 10}',
          "at least 3 stars"),
         ('{"stars": [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 5, "y": 4}], "image_width": 10}',
@@ -134,7 +134,7 @@ def test_write_endpoints_need_api_key_when_configured(sqlite_settings):
          ' "image_height": 10, "fov_deg": 10}', "NaN or infinite"),
         ('{"vectors": [[0, 0, 1], [0, 1, 0]]}', "at least 3"),
         ('{"vectors": [[0, 0, 1], [0, 1, 0], [0, 0, 0]]}', "zero length"),
-        ("[1, 2, 3]", "valid dictionary"),
+        ("[1, 2, 3]", "should be an object"),
     ],
 )
 def test_star_id_rejects_bad_input(api_client, body, fragment):
