@@ -5,11 +5,13 @@ threshold set for 99.9% precision on right vs wrong candidates. Here that thresh
 probability of a logistic regression over the inlier count (and the share of tentative matches
 that are inliers), so that ``confidence`` is a probability:
 
-    P(right | match) = 1 / (1 + exp(-(b0 + b1 * log(inliers) + b2 * inlier_ratio)))
+    P(right | match) = 1 / (1 + exp(-(b0 + b1 * log(1 + inliers))))
 
-fitted by `astroloc bench localize` on every candidate it refines (right: the outline's IoU with
-the truth >= 0.5), and thresholded at the smallest probability whose answers reach 99.9%
-precision. Inliers alone cannot tell a tight outline from a loose one on the right place (the
+fitted by `astroloc bench localize` on every candidate it refines (right: a plausible outline
+whose IoU with the truth is >= 0.5; wrong: everything else, refused outlines included), and
+thresholded at the smallest probability above which 99.9% of the candidates are right. (``b2``,
+a term in the share of tentative matches that are inliers, is kept at 0: refused candidates have
+no such share to fit it on.) Inliers alone cannot tell a tight outline from a loose one on the right place (the
 "right place, loose outline" near-misses), so a second, geometric criterion follows: the photo's
 corners must agree between the last two EarthMatch iterations (``corner_shift``, in units of the
 outline's diagonal), as a converged fit does.
@@ -41,20 +43,21 @@ TARGET_PRECISION = 0.999
 class Acceptance:
     """A fitted acceptance rule (defaults: the fit of `astroloc bench localize` in docs/benchmarks.md)."""
 
-    intercept: float = -9.0
-    coef_log_inliers: float = 3.0
+    # Fitted 2026-12-01 on 540 candidates (273 right) of the demo world: scripts/refine_eval.py on 80
+    # test/oblique photos (right tile + 2 wrong ones each) and bench localize's retrieval candidates
+    # of 30 test photos (docs/refinement.md). No wrong candidate kept an inlier in the last pass.
+    intercept: float = -7.04
+    coef_log_inliers: float = 5.03
     coef_inlier_ratio: float = 0.0
-    min_probability: float = 0.5
-    max_corner_shift: float = 0.05  # corners may move this much (x outline diagonal) in the last iteration
-    uncertainty_scale: float = 3.0
+    min_probability: float = 0.94  # ~6 inliers
+    max_corner_shift: float = 0.19  # corners may move this much (x outline diagonal) in the last iteration
+    uncertainty_scale: float = 1.55
     uncertainty_floor_km: float = 5.0
     fitted_on: dict = field(default_factory=dict)  # what the fit saw (candidates, precision reached ...)
 
     def probability(self, inliers: int, inlier_ratio: float) -> float:
         """P(the candidate's outline is right | its inliers), from the logistic model."""
-        if inliers <= 0:
-            return 0.0
-        z = self.intercept + self.coef_log_inliers * math.log(inliers) + self.coef_inlier_ratio * inlier_ratio
+        z = self.intercept + self.coef_log_inliers * math.log1p(max(0, inliers)) + self.coef_inlier_ratio * inlier_ratio
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def refusal(self, probability: float, corner_shift: float | None) -> str | None:
@@ -66,8 +69,12 @@ class Acceptance:
                     f"iteration (at most {self.max_corner_shift:.1%})")
         return None
 
-    def uncertainty_km(self, spread_km: np.ndarray) -> list[float]:
-        # Rounded up, so that the band never shrinks below the calibrated one.
+    def uncertainty_km(self, spread_km: np.ndarray) -> list[float] | None:
+        """The calibrated band per corner (None when the spread is unknown). Rounded up, so that
+        the band never shrinks below the calibrated one."""
+        spread_km = np.asarray(spread_km, float)
+        if not np.isfinite(spread_km).all():
+            return None
         return [math.ceil(float(self.uncertainty_scale * s + self.uncertainty_floor_km) * 100.0) / 100.0
                 for s in spread_km]
 
@@ -94,6 +101,7 @@ class Scored:
     right: bool  # its outline's IoU with the truth >= 0.5
     spread_km: tuple[float, ...] | None = None  # per corner, before scaling
     corner_error_km: tuple[float, ...] | None = None  # per corner, against the truth
+    plausible: bool = True  # False: the outline was refused (no footprint): a wrong candidate
 
 
 def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
@@ -103,13 +111,13 @@ def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
     from sklearn.linear_model import LogisticRegression
 
     base = base or Acceptance()
-    usable = [s for s in scored if s.inliers > 0]
+    usable = list(scored)
     labels = np.array([s.right for s in usable])
     if len(usable) < 10 or labels.all() or not labels.any():
         raise ValueError(f"need right and wrong candidates to fit on ({int(labels.sum())} right of {len(usable)})")
-    x = np.array([[math.log(s.inliers), s.inlier_ratio] for s in usable])
+    x = np.array([[math.log1p(s.inliers)] for s in usable])
     model = LogisticRegression(C=10.0, max_iter=1000).fit(x, labels)
-    (b1, b2), b0 = model.coef_[0], model.intercept_[0]
+    b1, b0, b2 = model.coef_[0][0], model.intercept_[0], 0.0
     fitted = Acceptance(float(b0), float(b1), float(b2), base.min_probability, base.max_corner_shift,
                         base.uncertainty_scale, base.uncertainty_floor_km)
     probabilities = np.array([fitted.probability(s.inliers, s.inlier_ratio) for s in usable])

@@ -91,7 +91,7 @@ class RefineParams:
 
     features: str = "sift"
     iterations: int = 4  # EarthMatch's
-    min_inliers: int = 15  # a floor under the calibrated acceptance (a homography from fewer is noise)
+    min_inliers: int = 8  # a floor under the calibrated acceptance (docs/refinement.md)
     max_features: int = 4000  # keypoints of the surrounding image (and of each warped view)
     query_features: int = 2000  # keypoints of the photo
     query_max_side: int = 512  # the photo is matched at this size (320 loses 5% of the photos: docs/refinement.md)

@@ -84,6 +84,7 @@ def evaluate_photo(settings: Settings, photo: WorldPhoto, top_k: int) -> PhotoOu
     for match in outcome.matches:
         if match.footprint is None:
             scored.append((match.inliers, None, None))
+            rule_input.append((Scored(match.inliers, match.inlier_ratio, None, False, plausible=False), 0.0, 0.0))
             continue
         found = match.footprint.centroid
         _, _, metres = _GEOD.inv(found.x, found.y, centre.x, centre.y)
@@ -132,13 +133,15 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
         o.scored = [(s, iou, fitted.probability(s.inliers, s.inlier_ratio)) for s, iou, _ in o.scored]
 
     def answer(o: PhotoOutcome):  # noqa: ANN202 (what the service returns: the most confident accepted)
-        taken = [(s, iou, p) for s, iou, p in o.scored if fitted.refusal(p, s.corner_shift) is None]
+        taken = [(s, iou, p) for s, iou, p in o.scored if s.plausible and fitted.refusal(p, s.corner_shift) is None]
         return max(taken, key=lambda t: t[2]) if taken else None
 
+    plausible = [s for s in everything if s.plausible]
     lines = [
         f"**Calibrated acceptance** (geo/acceptance.py, docs/refinement.md), fitted here on {fitted.fitted_on['candidates']} "
-        f"plausible candidates ({fitted.fitted_on['right']} right): P(right) = 1 / (1 + exp(-({fitted.intercept:.2f} "
-        f"+ {fitted.coef_log_inliers:.2f} ln(inliers) + {fitted.coef_inlier_ratio:.2f} inlier_ratio))); accepted when "
+        f"candidates ({fitted.fitted_on['right']} right; {len(plausible)} with a plausible outline, "
+        f"{sum(not s.right for s in plausible)} of those wrong): P(right) = 1 / (1 + exp(-({fitted.intercept:.2f} "
+        f"+ {fitted.coef_log_inliers:.2f} ln(1 + inliers)))); accepted when "
         f"P >= {fitted.min_probability:.4f} (99.9% precision over candidates) and the corners moved at most "
         f"{fitted.max_corner_shift:.1%} of the outline in the last iteration; corner_uncertainty_km = "
         f"{fitted.uncertainty_scale:.2f} x spread + {fitted.uncertainty_floor_km:g} km (covers all 4 corners of 90% "
