@@ -105,11 +105,11 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
-def _candidates(photo, rng: np.random.Generator, distractors: int):  # noqa: ANN001
+def _candidates(photo, rng: np.random.Generator, distractors: int, zoom: int = 0):  # noqa: ANN001
     from index.tiles import Tile, tile_at, tile_xy_to_lonlat
     from shapely.geometry import box
 
-    zoom = min(6, max(3, photo.matching_zoom))
+    zoom = zoom or min(6, max(3, photo.matching_zoom))
     centre = photo.truth.centroid
     right = tile_at(centre.x, centre.y, zoom)
     rotation = int(round(((360.0 - photo.orientation_deg) % 360.0) / 90.0)) % 4 * 90
@@ -153,6 +153,11 @@ def run(args: argparse.Namespace) -> None:
         params.acceptance = Acceptance(min_probability=0.0, max_corner_shift=float("inf"), uncertainty_scale=1.0,
                                        uncertainty_floor_km=0.0)
     source = LocalXYZSource(Path(args.tiles))
+    if args.zoom_in:
+        from index.surroundings import zoom_in_surrounding
+
+        def zoom_in(corners_lonlat):  # noqa: ANN001, ANN202
+            return zoom_in_surrounding(source, corners_lonlat, max_zoom=args.zoom_in)
     photos = read_photos(args.world, split="test", limit=args.photos)
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
@@ -164,10 +169,10 @@ def run(args: argparse.Namespace) -> None:
             image = np.asarray(Image.open(photo.image_path).convert("RGB"))
             if args.upscale:
                 image = np.asarray(Image.fromarray(image).resize((args.upscale, round(args.upscale * image.shape[0] / image.shape[1])), Image.BICUBIC))
-            chosen = _candidates(photo, rng, args.distractors)
+            chosen = _candidates(photo, rng, args.distractors, args.candidate_zoom)
             surroundings = [(surrounding_image(source, tile), rotation) for _, tile, rotation in chosen]
             started, cpu_started = time.perf_counter(), time.process_time()
-            result = refine_candidates(image, surroundings, params)
+            result = refine_candidates(image, surroundings, params, **({"zoom_in": zoom_in} if args.zoom_in else {}))
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             row = photo.columns
             for (kind, tile, rotation), match, (geo_image, _) in zip(chosen, result.matches, surroundings, strict=False):
@@ -178,7 +183,8 @@ def run(args: argparse.Namespace) -> None:
                     "match": _jsonable(match.to_dict()),
                 }
                 if match.corners_px is not None and match.footprint is not None:
-                    corners = geo_image.pixel_to_lonlat(np.asarray(match.corners_px))
+                    seen = getattr(match, "corners_lonlat", None)
+                    corners = np.asarray(seen) if seen else geo_image.pixel_to_lonlat(np.asarray(match.corners_px))
                     record["corner_error_km"] = [round(e, 2) for e in corner_errors_km(corners, photo.corners)]
                     record["iou"] = round(footprint_iou(match.footprint, photo.truth), 4)
                 handle.write(json.dumps(record) + "\n")
@@ -255,7 +261,7 @@ def report(args: argparse.Namespace) -> None:
             ok = [r for r in group if right_ok(r)]
             taken = [r for r in ok if accepted(r)]
             errors = [statistics.median(r["corner_error_km"]) for r in taken]
-            covered = [all(e <= u for e, u in zip(r["corner_error_km"], rule.uncertainty_km(np.array(r["match"]["corner_uncertainty_km"])), strict=True))
+            covered = [all(e <= u for e, u in zip(r["corner_error_km"], rule.uncertainty_km(np.array(r["match"]["corner_uncertainty_km"])) or [0.0] * 4, strict=True))
                        for r in taken if r["match"].get("corner_uncertainty_km")]
             print(f"| {name} | {len(group)} | {len(ok) / len(group):.1%} | {len(taken) / len(group):.1%} | "
                   f"{statistics.median(r['iou'] for r in ok) if ok else math.nan:.2f} | "
@@ -283,6 +289,8 @@ def main() -> None:
     p.add_argument("--tiles", default="var/world/tiles")
     p.add_argument("--photos", type=int, default=60)
     p.add_argument("--distractors", type=int, default=2)
+    p.add_argument("--zoom-in", type=int, default=0, help="coarse-to-fine up to this tile zoom (0: off)")
+    p.add_argument("--candidate-zoom", type=int, default=0, help="candidates at this zoom, not the matching one")
     p.add_argument("--upscale", type=int, default=0, help="resize photos to this width first (large inputs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a RefineParams field")
