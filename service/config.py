@@ -53,7 +53,11 @@ class Settings(BaseSettings):
         1024, ge=256, le=16384, description="Uploads are decoded for retrieval at most this size (JPEG at "
         "a reduced DCT scale); the stored file keeps every pixel."
     )
-    max_concurrent_decodes: int = Field(2, ge=1, description="Uploads decoded at once by one API process.")
+    max_concurrent_decodes: int = Field(4, ge=1, description="Uploads decoded at once by one API process.")
+    decode_memory_mb: int = Field(
+        300, ge=16, description="Estimated memory of the uploads decoded at once (a 60 MP PNG takes ~240 MB, "
+        "a JPEG decoded at reduced scale a few MB)."
+    )
     decode_wait_s: float = Field(
         10.0, gt=0, description="An upload waits this long for a decode slot, then 503 with Retry-After."
     )

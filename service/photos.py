@@ -108,25 +108,73 @@ def _decoded_rgb(image: Image.Image, max_side: int | None) -> np.ndarray:
 
 
 class DecodeBusy(ServiceBusy):
-    """Every decode slot stayed taken for ``decode_wait_s``: 503 with Retry-After."""
+    """No decode slot or memory freed up within ``decode_wait_s``: 503 with Retry-After."""
+
+
+class DecodeBudget:
+    """At most ``slots`` decodes at once whose estimated memory fits ``budget_bytes`` together: many
+    JPEGs (decoded at a reduced DCT scale: small) run side by side, a 60 MP PNG (decoded in full
+    before it is reduced: ~240 MB) runs alone. One decode larger than the budget runs alone."""
+
+    def __init__(self, slots: int, budget_bytes: int) -> None:
+        self._condition = threading.Condition()
+        self._slots, self._budget = slots, budget_bytes
+        self._running, self._reserved = 0, 0
+
+    def acquire(self, cost: int, timeout_s: float) -> int | None:
+        cost = min(cost, self._budget)
+        with self._condition:
+            if not self._condition.wait_for(
+                    lambda: self._running < self._slots and self._reserved + cost <= self._budget, timeout_s):
+                return None
+            self._running += 1
+            self._reserved += cost
+            return cost
+
+    def release(self, cost: int) -> None:
+        with self._condition:
+            self._running -= 1
+            self._reserved -= cost
+            self._condition.notify_all()
 
 
 @lru_cache(maxsize=8)
-def _decode_slots(count: int) -> threading.BoundedSemaphore:
-    return threading.BoundedSemaphore(count)
+def _decode_budget(slots: int, budget_bytes: int) -> DecodeBudget:
+    return DecodeBudget(slots, budget_bytes)
+
+
+# Peak memory of one decode per decoded pixel (RGB + PIL's working copies), measured on 60 MP
+# PNG and JPEG files by `astroloc bench load` (docs/benchmarks.md, "API under load").
+DECODE_BYTES_PER_PIXEL = 4.1
+
+
+def estimated_decode_bytes(data: bytes, max_side: int) -> int:
+    """What decoding ``data`` at most ``max_side`` px costs in memory, from its header alone."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height, image_format = image.width, image.height, image.format
+    except Exception:  # not an image: check_image refuses it at once
+        return len(data)
+    if image_format == "JPEG":  # draft decodes at 1/2, 1/4 or 1/8 scale
+        scale = 1
+        while scale < 8 and max(width, height) / (scale * 2) >= max_side:
+            scale *= 2
+        width, height = -(-width // scale), -(-height // scale)
+    return int(width * height * DECODE_BYTES_PER_PIXEL) + len(data)
 
 
 def decode_upload(settings: Settings, data: bytes) -> CheckedImage:
-    """:func:`check_image` for an upload, at most ``max_concurrent_decodes`` at once in this process
-    (each holds up to a full-size decode in memory) and at ``decode_max_side_px``."""
-    slots = _decode_slots(settings.max_concurrent_decodes)
-    if not slots.acquire(timeout=settings.decode_wait_s):
-        raise DecodeBusy(f"{settings.max_concurrent_decodes} uploads are being decoded; retry shortly",
-                         max(1, round(settings.decode_wait_s)))
+    """:func:`check_image` for an upload at ``decode_max_side_px``, within this process's decode
+    budget (``max_concurrent_decodes`` at once, ``decode_memory_mb`` together)."""
+    budget = _decode_budget(settings.max_concurrent_decodes, settings.decode_memory_mb * 1024 * 1024)
+    cost = budget.acquire(estimated_decode_bytes(data, settings.decode_max_side_px), settings.decode_wait_s)
+    if cost is None:
+        raise DecodeBusy(f"the API is decoding other uploads ({settings.max_concurrent_decodes} at once, "
+                         f"{settings.decode_memory_mb} MB together); retry shortly", max(1, round(settings.decode_wait_s)))
     try:
         return check_image(data, settings.max_image_pixels, settings.decode_max_side_px)
     finally:
-        slots.release()
+        budget.release(cost)
 
 
 def decode_rgb(data: bytes, max_side: int | None = None) -> np.ndarray:
@@ -238,5 +286,6 @@ def footprint_picture_png(settings: Settings, session: Session, photo_id: str) -
     photo, footprint = localized_photo(session, photo_id)
     reference = crud.reference_footprint(session, photo_id)
     truth = reference.geom if reference is not None else None
-    return footprint_picture(read_rgb(photo.image_path), footprint.geom,
+    # The picture is ~420 px across: the photo is decoded at the retrieval size, not in full.
+    return footprint_picture(read_rgb(photo.image_path, settings.decode_max_side_px), footprint.geom,
                              LocalXYZSource(settings.resolved_tiles_dir), truth=truth)

@@ -193,6 +193,23 @@ def test_an_image_over_the_pixel_cap_is_413_and_stores_nothing(api_client, sqlit
     assert stored_counts(sqlite_settings)["photos"] == 0 and photo_files(sqlite_settings) == []
 
 
+def test_decode_budget_runs_small_decodes_together_and_a_big_one_alone():
+    from service.photos import DecodeBudget, estimated_decode_bytes
+
+    budget = DecodeBudget(slots=4, budget_bytes=300 * 2**20)
+    small = [budget.acquire(20 * 2**20, timeout_s=1) for _ in range(3)]
+    assert None not in small
+    assert budget.acquire(250 * 2**20, timeout_s=0.1) is None  # waits for the small ones, then 503
+    for cost in small:
+        budget.release(cost)
+    assert budget.acquire(250 * 2**20, timeout_s=0.1) is not None
+    big_png = png_bytes(8000, 7000, mode="1")
+    assert estimated_decode_bytes(big_png, 1024) > 200 * 2**20  # PNG: decoded in full
+    buffer = io.BytesIO()
+    Image.new("RGB", (8000, 7000)).save(buffer, format="JPEG")
+    assert estimated_decode_bytes(buffer.getvalue(), 1024) < 20 * 2**20  # JPEG: decoded at 1/4 (2000 px)
+
+
 def test_uploads_are_decoded_at_the_retrieval_size():
     from service.photos import check_image
 
@@ -210,16 +227,17 @@ def test_uploads_are_decoded_at_the_retrieval_size():
 
 
 def test_no_free_decode_slot_is_503_with_retry_after(sqlite_settings):
-    from service.photos import _decode_slots
+    from service.photos import _decode_budget
 
     settings = sqlite_settings.model_copy(update={"max_concurrent_decodes": 1, "decode_wait_s": 0.2})
-    slot = _decode_slots(1)
-    assert slot.acquire(timeout=5)
+    budget = _decode_budget(1, settings.decode_memory_mb * 1024 * 1024)
+    held = budget.acquire(1000, timeout_s=5)
+    assert held is not None
     try:
         with TestClient(create_app(settings)) as client:
             answer = client.post("/localize", files={"image": ("a.png", png_bytes(), "image/png")})
     finally:
-        slot.release()
+        budget.release(held)
     assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1 and "retry" in answer.text
     assert stored_counts(settings)["photos"] == 0
 
