@@ -396,3 +396,12 @@ def test_health_is_degraded_when_an_active_artifact_is_missing_or_corrupt(sqlite
         missing = client.get("/health").json()
         assert missing["status"] == "degraded" and "missing" in json.dumps(missing["reasons"])
         assert str(sqlite_settings.data_dir.resolve()) not in json.dumps(missing)
+
+
+def test_an_unreachable_database_is_503_not_500(sqlite_settings):
+    settings = sqlite_settings.model_copy(update={"database_url": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    with TestClient(create_app(settings, migrate=False), raise_server_exceptions=False) as client:
+        answer = client.get("/tles")
+        health = client.get("/health").json()
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5" and "database" in answer.text
+    assert health["status"] == "degraded" and health["reasons"][0].startswith("database")

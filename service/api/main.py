@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.bounds import RequestBounds
@@ -31,9 +32,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     async def lifespan(app: FastAPI):  # noqa: ANN202
         if migrate:
             upgrade_database(settings.resolved_database_url)
-        outcome = recover_jobs(settings)
-        if any(outcome.values()):
-            log.warning("recovered jobs at start-up: %s", outcome)
+        try:
+            outcome = recover_jobs(settings)
+        except OperationalError as exc:  # the database is down: serve (503s, /health degraded) meanwhile
+            log.error("job recovery at start-up skipped, database unavailable: %s", str(exc).splitlines()[0])
+        else:
+            if any(outcome.values()):
+                log.warning("recovered jobs at start-up: %s", outcome)
         yield
 
     app = FastAPI(
@@ -76,6 +81,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         return JSONResponse({"detail": str(exc)}, status_code=exc.status,
                             headers={"Retry-After": str(exc.retry_after_s)})
 
+    @app.exception_handler(OperationalError)
+    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        # The database is unreachable (restarting, network): the service, not the request, failed.
+        log.error("database unavailable: %s", str(exc).splitlines()[0])
+        return JSONResponse({"detail": "the database is unavailable; retry shortly"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code != 405:
@@ -102,12 +114,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
 
 def allowed_methods(app: FastAPI, request: Request) -> str:
-    """The methods the OpenAPI document gives this request's path, as an ``Allow`` header value."""
-    methods = {"OPTIONS"}
-    for template, operations in app.openapi().get("paths", {}).items():
-        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
-        if re.match(pattern, request.url.path):
-            methods |= {method.upper() for method in operations}
+    """The methods the OpenAPI document gives this request's path, as an ``Allow`` header value: a
+    literal path (/jobs/selftest) is its own resource, before any template (/jobs/{job_id})."""
+    paths = app.openapi().get("paths", {})
+    path = request.url.path
+    matching = [template for template in paths if template == path] or [
+        template for template in paths
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path)]
+    methods = {"OPTIONS"} | {method.upper() for template in matching for method in paths[template]}
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

@@ -79,7 +79,10 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict:
                 responses["429"] = _error("The job queue is full: retry after Retry-After seconds.",
                                           headers={"Retry-After": {**RETRY_AFTER["Retry-After"], "required": True}})
             if (method, path) in BUSY:
-                responses["503"] = _error("No decode slot free, or no retrieval model/index yet.", headers=RETRY_AFTER)
+                responses["503"] = _error("No decode slot free, no retrieval model/index yet, or the database "
+                                          "is unavailable.", headers=RETRY_AFTER)
+            else:
+                responses.setdefault("503", _error("The database is unavailable.", headers=RETRY_AFTER))
             if (method, path) in keyed:
                 operation["security"] = [{SECURITY_SCHEME: []}]
                 responses["401"] = _error(f"Missing or invalid {API_KEY_HEADER} header.")

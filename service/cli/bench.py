@@ -189,3 +189,31 @@ def train(
     markdown = bench_train.run(world_dir=world_dir, zooms=zooms, iterations=iterations, lr=lr,
                                validation_queries=validation_queries)
     _report("train", "Training: the AstroLoc ablation in miniature", markdown, write)
+
+
+@app.command()
+def load(
+    clients: int = typer.Option(8, help="Concurrent clients."),
+    seconds: float = typer.Option(60.0, help="Duration of the load, s."),
+    uploads: int = typer.Option(4, help="Concurrent maximum-size uploads of the memory run."),
+    write: bool = typer.Option(True, help="Write the tables to docs/benchmarks.md."),
+) -> None:
+    """The API under load (issue 18): errors other than 429/503, latency, memory with max-size uploads."""
+    from service.bench import load as bench_load
+
+    markdown = bench_load.run(clients=clients, seconds=seconds, uploads=uploads)
+    _report("load", "API under load: 8 clients, maximum-size uploads", markdown, write)
+
+
+@app.command()
+def wmts(
+    tiles: int = typer.Option(2000, help="Tiles fetched from the local WMTS emulator."),
+    latency_ms: float = typer.Option(0.0, help="Latency the emulator adds to each tile, ms."),
+    write: bool = typer.Option(True, help="Write the tables to docs/benchmarks.md."),
+) -> None:
+    """The production database recipe (Sentinel-2 cloudless, zooms 9-11, 4 rotations): tile counts,
+    download rate against a local WMTS emulator, description rate, disk and hours."""
+    from service.bench import wmts as bench_wmts
+
+    markdown = bench_wmts.run(tiles=tiles, latency_ms=latency_ms)
+    _report("wmts", "Production database recipe: Sentinel-2 cloudless from a WMTS", markdown, write)
