@@ -138,12 +138,13 @@ def test_a_corrupt_timestamp_falls_back_to_worldwide_search(localize_world, tmp_
         answer = client.post(
             "/localize",
             files={"image": ("p.jpg", photo.image_path.read_bytes(), "image/jpeg")},
-            data={"timestamp": "2150-01-01T00:00:00Z", "refine": "false"},  # a flipped bit in the year
+            data={"timestamp": "2090-01-01T00:00:00Z", "refine": "false"},  # a flipped digit in the year
         )
     assert answer.status_code == 202, answer.text
     search = answer.json()["search"]
     assert search["mode"] == "worldwide" and search["region"] is None
     assert "TLE" in search["reason"] or "tle" in search["reason"]
+    assert any(c["name"] == "capture_time" and not c["ok"] for c in search["checks"]), search["checks"]
 
 
 # --- through a real PostGIS and a real RQ worker -----------------------------------------------
