@@ -14,6 +14,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from geo.checks import NADIR_ORBIT_MAX_KM as _NADIR_ORBIT_MAX_KM
+from geo.refine import RefineParams
+
+# The refinement defaults live once, in geo.refine.RefineParams; the ASTROLOC_REFINE_* fields below take them.
+_REFINE_DEFAULTS = RefineParams()
 
 
 class Settings(BaseSettings):
@@ -107,7 +111,7 @@ class Settings(BaseSettings):
         None, ge=1, description="Intra-op CPU threads for torch/onnxruntime; unset: library default."
     )
 
-    # --- demo world (index/world.py: Blue Marble tiles + simulated ISS photos, issue 6) -------
+    # --- demo world (world/: Blue Marble tiles + simulated ISS photos, issue 6) ----------------
     world_dir: Path | None = Field(None, description="Built demo world; default data_dir/world.")
     world_min_zoom: int = Field(3, ge=0, le=12, description="Coarsest Blue Marble tile zoom.")
     world_max_zoom: int = Field(6, ge=0, le=12, description="Finest zoom (Blue Marble is ~7 km/px).")
@@ -150,18 +154,16 @@ class Settings(BaseSettings):
     )
     demo_architecture: str = Field("earthloc-nano", description="Architecture of demo_checkpoint.")
     # EarthMatch refinement (geo/refine.py); min inliers calibrated by `astroloc bench localize`.
-    refine_features: Literal["sift", "orb"] = Field("sift", description="Local features.")
-    refine_iterations: int = Field(4, ge=1, le=10, description="EarthMatch iterations (paper: 4).")
-    # `astroloc bench localize` (212 held-out photos, 635 candidates with a plausible outline): no
-    # candidate with >= 15 inliers is in a wrong place (every one overlaps the truth); 16 of them are
-    # the right place with a looser outline (IoU 0.40-0.49, one with 257 inliers), so no inlier
-    # count separates IoU >= 0.5 from 0.49 at 99.9%: the calibration lands at 258 and would keep 13%
-    # of the photos. 15 keeps 79% with 98.2% of answers at IoU >= 0.5 and none elsewhere.
+    refine_features: Literal["sift", "orb"] = Field(_REFINE_DEFAULTS.features, description="Local features.")
+    refine_iterations: int = Field(_REFINE_DEFAULTS.iterations, ge=1, le=10, description="EarthMatch iterations (paper: 4).")
+    # The inlier floor under the calibrated acceptance (geo/acceptance.py, docs/refinement.md): the
+    # logistic probability over inliers, refitted by `astroloc bench localize`, decides; 8 keeps
+    # resection's camera fit determined and refuses the near-empty matches before it is asked.
     refine_min_inliers: int = Field(
-        15, ge=4, description="Inliers to accept a candidate (docs/benchmarks.md, localization)."
+        _REFINE_DEFAULTS.min_inliers, ge=4, description="Inliers to accept a candidate (docs/benchmarks.md, localization)."
     )
-    refine_max_features: int = Field(4000, ge=100, description="Keypoints per image.")
-    refine_query_max_side: int = Field(320, ge=64, description="Photos are matched at this size (px).")
+    refine_max_features: int = Field(_REFINE_DEFAULTS.max_features, ge=100, description="Keypoints per image.")
+    refine_query_max_side: int = Field(_REFINE_DEFAULTS.query_max_side, ge=64, description="Photos are matched at this size (px).")
     demo_photos: int = Field(5, ge=1, le=200, description="Held-out photos `astroloc demo` localizes.")
     localize_max_candidates: int = Field(
         10, ge=1, le=100, description="Retrieval candidates the refinement job tries at most."
