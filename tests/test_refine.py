@@ -271,15 +271,3 @@ def test_the_photo_is_matched_upright_and_dated_from_its_exif(tmp_path):
     assert turned.shape == reference.shape == (60, 40, 3) and np.array_equal(turned, reference)
     assert read_exif(b"not an image").orientation == 1  # nothing to read: nothing changed
 
-
-def test_refinement_defaults_are_defined_once():
-    """Settings.refine_* take their defaults from RefineParams, so the two cannot drift apart."""
-    from service.config import Settings
-    from service.localize.refine import refine_params
-
-    settings = Settings(_env_file=None)
-    defaults = RefineParams()
-    assert (settings.refine_min_inliers, settings.refine_query_max_side, settings.refine_iterations,
-            settings.refine_max_features, settings.refine_features) == (
-        defaults.min_inliers, defaults.query_max_side, defaults.iterations, defaults.max_features, defaults.features)
-    assert refine_params(settings.model_copy(update={"refine_min_inliers": 30})).min_inliers == 30
