@@ -218,6 +218,10 @@ def parse_point(text: str) -> Point:
 # --- what GET /photos answers ------------------------------------------------------------------
 
 
+class PictureUnavailable(RuntimeError):
+    """A stored footprint whose picture cannot be drawn here (tiles or photo file missing): a 503."""
+
+
 class PhotoNotFound(LookupError):
     """No such photo, or no footprint of it yet (a 404 with the reason)."""
 
@@ -286,6 +290,13 @@ def footprint_picture_png(settings: Settings, session: Session, photo_id: str) -
     photo, footprint = localized_photo(session, photo_id)
     reference = crud.reference_footprint(session, photo_id)
     truth = reference.geom if reference is not None else None
-    # The picture is ~420 px across: the photo is decoded at the retrieval size, not in full.
-    return footprint_picture(read_rgb(photo.image_path, settings.decode_max_side_px), footprint.geom,
-                             LocalXYZSource(settings.resolved_tiles_dir), truth=truth)
+    try:
+        tiles = LocalXYZSource(settings.resolved_tiles_dir)
+        # The picture is ~420 px across: the photo is decoded at the retrieval size, not in full.
+        rgb = read_rgb(photo.image_path, settings.decode_max_side_px)
+    except FileNotFoundError:
+        # Say what is missing without naming a server path.
+        what = "the tile database" if not settings.resolved_tiles_dir.is_dir() else "the stored photo"
+        raise PictureUnavailable(f"the footprint picture of {photo_id!r} cannot be drawn: {what} is "
+                                 "not on this server") from None
+    return footprint_picture(rgb, footprint.geom, tiles, truth=truth)

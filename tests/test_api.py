@@ -168,3 +168,23 @@ def test_photo_queries(api_client, sqlite_settings):
     for params in ({"contains": "91,0"}, {"bbox": "1,2,3"}, {}, {"bbox": "0,10,5,5"}):
         response = api_client.get("/photos", params=params)
         assert response.status_code == 422, (params, response.text)
+
+
+def test_footprint_picture_without_tiles_or_photo_is_503_not_500(api_client, sqlite_settings):
+    from datetime import UTC, datetime
+
+    from shapely.geometry import box
+
+    from service import crud
+    from service.db import session_scope
+    from service.models import Photo
+
+    with session_scope(sqlite_settings.resolved_database_url) as session:
+        session.add(Photo(photo_id="ISS064-E-9", status="localized", image_path="gone.jpg",
+                          captured_at=datetime(2020, 12, 1, tzinfo=UTC)))
+        session.flush()
+        crud.add_footprint(session, "ISS064-E-9", box(5, 40, 8, 44), method="test")
+    response = api_client.get("/photos/ISS064-E-9/footprint.png")
+    assert response.status_code == 503, response.text
+    assert "tile database" in response.json()["detail"]
+    assert str(sqlite_settings.data_dir) not in response.text  # no server path in the answer

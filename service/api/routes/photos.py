@@ -37,7 +37,8 @@ def get_photo(photo_id: str, session: SessionDep) -> dict:
 @router.get(
     "/{photo_id}/footprint.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No photo or no footprint yet."}},
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No photo or no footprint yet."},
+               503: {"description": "The tile database or the stored photo is not on this server."}},
 )
 async def footprint_png(photo_id: str, session: SessionDep, settings: SettingsDep) -> Response:
     """The photo warped onto its map context with its footprint drawn (catalogue reference, if
@@ -46,4 +47,6 @@ async def footprint_png(photo_id: str, session: SessionDep, settings: SettingsDe
         png = await run_in_threadpool(photos.footprint_picture_png, settings, session, photo_id)
     except photos.PhotoNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    except photos.PictureUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
     return Response(png, media_type="image/png")
