@@ -111,8 +111,10 @@ def test_search_region_rules(sqlite_settings):
         assert by_time.region.contains(by_time.region.representative_point())
         by_nadir = search_region(sqlite_settings, session, timestamp=when, nadir=(10.0, 20.0))
         assert by_nadir.iss_position["source"] == "nadir"
-        corrupt = search_region(sqlite_settings, session, timestamp=datetime(2150, 1, 1, tzinfo=UTC), nadir=None)
-        assert corrupt.mode == "worldwide" and "days" in corrupt.reason
+        future = search_region(sqlite_settings, session, timestamp=datetime(2090, 1, 1, tzinfo=UTC), nadir=None)
+        assert future.mode == "worldwide" and "in the future" in future.reason
+        far = search_region(sqlite_settings, session, timestamp=datetime(2012, 1, 1, tzinfo=UTC), nadir=None)
+        assert far.mode == "worldwide" and "days" in far.reason  # 3 years from the only TLE's epoch
         assert search_region(sqlite_settings, session, timestamp=when, nadir=None, mode="worldwide").region is None
         with pytest.raises(ValueError, match="visibility region"):
             search_region(sqlite_settings, session, timestamp=None, nadir=None, mode="visibility")
