@@ -335,6 +335,16 @@ class CachedPrefix:
 ProgressFn = Callable[[float, dict], None]
 
 
+def train_mode(net: torch.nn.Module, frozen: list[torch.nn.Module], freeze_bn: bool) -> None:
+    """``net.train()``, except the batch norms that must keep their statistics: all of them with
+    ``freeze_bn``, else those inside the ``frozen`` stages."""
+    net.train()
+    kept = {id(inner) for stage in frozen for inner in stage.modules()}
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and (freeze_bn or id(module) in kept):
+            module.eval()
+
+
 def freeze_stages(backbone: torch.nn.Module, stages: int) -> list[torch.nn.Module]:
     """Stop training the stem and the first ``stages`` block stages of an EfficientNet-Lite
     trunk; returns the frozen modules (their batch norms must stay in eval mode too)."""
@@ -460,11 +470,7 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
         optimizer.param_groups[1]["lr"] = config.lr * trunk_factor
         for parameter in trunk_params:  # no backward through a trunk that is not learning yet
             parameter.requires_grad_(trunk_factor > 0)
-        net.train()
-        for module in net.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and (config.freeze_bn or any(
-                    module is m or any(module is c for c in m.modules()) for m in frozen)):
-                module.eval()
+        train_mode(net, frozen, config.freeze_bn)
         pair_term = ms_term = None
         if uses_pairs:
             q_idx, t_idx = pair_batch(data, rng, config.batch_pairs)

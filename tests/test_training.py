@@ -161,7 +161,7 @@ def test_post_train_checks_the_config(api_client):
 
 def test_a_fine_tuning_step_of_the_pretrained_lite_model_lowers_the_loss_and_keeps_what_is_frozen():
     import model
-    from model.training import freeze_stages
+    from model.training import freeze_stages, train_mode
 
     torch.manual_seed(0)
     net = model.create_model("astroloc-lite", pretrained=True)
@@ -175,10 +175,7 @@ def test_a_fine_tuning_step_of_the_pretrained_lite_model_lowers_the_loss_and_kee
     tiles = (queries + 0.2 * torch.rand(6, 3, 128, 128, generator=generator)).clamp(-1, 1)
     losses = []
     for _ in range(4):
-        net.train()
-        for module in net.modules():  # freeze_bn, as the training loop does
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.eval()
+        train_mode(net, frozen, freeze_bn=True)  # as the training loop does
         loss = pair_loss(net(queries), net(tiles))
         optimizer.zero_grad()
         loss.backward()
