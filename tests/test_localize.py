@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from service import crud
 from service.db import session_scope
 from service.demo_stack import world_photos
 from service.models import Photo
+from tests.polling import wait_for_job
 
 ASTROLOC = str(Path(sys.executable).parent / "astroloc")
 
@@ -43,13 +43,7 @@ def _jpeg(size=(64, 64), color=(40, 90, 160)) -> bytes:
 
 
 def _wait(client, url: str, timeout_s: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(url).json()
-        if job["status"] in ("finished", "failed"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {url} did not end within {timeout_s} s: {job}")
+    return wait_for_job(client, url, timeout_s)
 
 
 def _held_out(settings):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from service.db import session_scope
 from service.demo_stack import ensure_tles
 from world.night import NightSampling, Sky, render_night, sample_night_view
 from world.sampling import sample_tles
+from tests.polling import wait_for_job
 
 ASTROLOC = str(Path(sys.executable).parent / "astroloc")
 SMALL = NightSampling(width=640, height=427, lenses_mm=(35.0,))
@@ -41,13 +41,7 @@ def _client(settings):
 
 
 def _wait(client, url: str, timeout_s: float = 300.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(url).json()
-        if job["status"] in ("finished", "failed"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {url} did not end within {timeout_s} s: {job}")
+    return wait_for_job(client, url, timeout_s)
 
 
 @pytest.fixture
