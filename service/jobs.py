@@ -15,9 +15,9 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from queue import SimpleQueue
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -112,6 +112,29 @@ class JobQueue(Protocol):
     def describe(self) -> dict: ...
 
 
+class _DaemonPool:
+    """``threads`` daemon threads taking calls from one FIFO. Unlike ThreadPoolExecutor's, they do
+    not hold the process at exit: an embedded server stops at once, and the job it was running is
+    recovered at the next start like a killed worker's (its heartbeat stops)."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self.threads = threads
+        self._calls: SimpleQueue = SimpleQueue()
+        for i in range(threads):
+            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True).start()
+
+    def submit(self, call: Callable[..., object], *args: object) -> None:
+        self._calls.put((call, args))
+
+    def _serve(self) -> None:
+        while True:
+            call, args = self._calls.get()
+            try:
+                call(*args)
+            except Exception:  # the runner records job failures itself; this is a crash of the runner
+                log.exception("inline job runner crashed")
+
+
 class InlineJobQueue:
     """Runs jobs in threads of the current process (``queue_mode=inline``): one pool per queue, so
     a long training or selftest job never delays a localization."""
@@ -119,14 +142,13 @@ class InlineJobQueue:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pools = {
-            name: ThreadPoolExecutor(settings.inline_train_workers if name == "train" else settings.inline_workers,
-                                     thread_name_prefix=f"job-{name}")
+            name: _DaemonPool(settings.inline_train_workers if name == "train" else settings.inline_workers,
+                              name=f"job-{name}")
             for name in QUEUES
         }
 
     def submit(self, job: Job) -> None:
-        future = self._pools[job.queue].submit(resolve(JOB_RUNNER), job.id, self.settings)
-        future.add_done_callback(_log_crash)
+        self._pools[job.queue].submit(resolve(JOB_RUNNER), job.id, self.settings)
 
     def recover(self) -> dict[str, list[str]]:
         """At start-up nothing of a previous process runs: re-submit its queued jobs too."""
@@ -137,7 +159,7 @@ class InlineJobQueue:
         return outcome
 
     def describe(self) -> dict:
-        return {"mode": "inline", "ok": True, "threads": {name: pool._max_workers for name, pool in self._pools.items()}}
+        return {"mode": "inline", "ok": True, "threads": {name: pool.threads for name, pool in self._pools.items()}}
 
 
 class RQJobQueue:
@@ -190,11 +212,6 @@ class RQJobQueue:
             "queued": {name: len(self._queue(name)) for name in QUEUES},
             "workers": len(Worker.all(connection=self.redis)),
         }
-
-
-def _log_crash(future) -> None:  # noqa: ANN001
-    if future.exception() is not None:
-        log.error("inline job runner crashed", exc_info=future.exception())
 
 
 _queues: dict[int, JobQueue] = {}

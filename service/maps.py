@@ -18,7 +18,7 @@ from index.overlay import photo_overlay, photo_overlay_bounds
 from index.sources import LocalXYZSource
 from service import crud
 from service.config import Settings
-from service.photos import PhotoNotFound, footprint_feature, localized_photo, read_rgb
+from service.photos import PhotoNotFound, footprint_feature, localized_photo, read_rgb, stored_photo_path
 
 TILE_URL = "/tiles/{z}/{x}/{y}.jpg"
 TILE_MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
@@ -99,11 +99,12 @@ def overlay_placement(session: Session, photo_id: str) -> dict:
     }
 
 
-def overlay_png(session: Session, photo_id: str, max_side_px: int = 1024) -> bytes:
+def overlay_png(settings: Settings, session: Session, photo_id: str, max_side_px: int = 1024) -> bytes:
     """The photo warped over its footprint's bounds (RGBA PNG, transparent outside the photo)."""
     photo, footprint = localized_photo(session, photo_id)
     try:
-        rgb = read_rgb(photo.image_path)
+        # Decoded near the overlay's size (a JPEG at a reduced DCT scale), never in full.
+        rgb = read_rgb(stored_photo_path(settings.data_dir, photo.image_path), max_side_px)
     except OSError:
         raise PhotoNotFound(f"the image of photo {photo_id!r} is no longer stored") from None
     return photo_overlay(rgb, footprint.geom, max_side_px)

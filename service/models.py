@@ -113,7 +113,7 @@ class Photo(Base):
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     nadir_lat: Mapped[float | None] = mapped_column(Float)
     nadir_lon: Mapped[float | None] = mapped_column(Float)
-    image_path: Mapped[str | None] = mapped_column(Text)
+    image_path: Mapped[str | None] = mapped_column(Text)  # relative to the data dir: service.photos.stored_photo_path
     image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default="new")
     meta: Mapped[dict | None] = mapped_column(JSON)

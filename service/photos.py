@@ -81,9 +81,12 @@ def image_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def store_image(data_dir: Path, data: bytes, image_format: str, sha256: str) -> Path:
-    """Write the photo once under its sha256 (:func:`image_sha256`; atomic); returns its path."""
-    path = Path(data_dir) / "photos" / sha256[:2] / f"{sha256}{EXTENSIONS[image_format]}"
+def store_image(data_dir: Path, data: bytes, image_format: str, sha256: str) -> str:
+    """Write the photo once under its sha256 (:func:`image_sha256`; atomic); returns its stored
+    name, relative to ``data_dir`` (what the database and the job keep: :func:`stored_photo_path`
+    resolves it, so the data dir may move or be served from another working directory)."""
+    name = f"photos/{sha256[:2]}/{sha256}{EXTENSIONS[image_format]}"
+    path = Path(data_dir) / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".partial") as tmp:
@@ -91,7 +94,20 @@ def store_image(data_dir: Path, data: bytes, image_format: str, sha256: str) -> 
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp.name, path)
-    return path
+    return name
+
+
+def stored_photo_path(data_dir: Path, image_path: str | Path) -> Path:
+    """Where a stored photo lies: its name from :func:`store_image` under ``data_dir``. Rows
+    written before names were relative hold the path as it was then: an absolute one is kept, a
+    relative one (``var/photos/...``, from the working directory of that day) keeps its part from
+    ``photos/`` on."""
+    path = Path(image_path)
+    if path.is_absolute():
+        return path
+    if "photos" in path.parts[1:]:
+        path = Path(*path.parts[path.parts.index("photos", 1):])
+    return Path(data_dir) / path
 
 
 def _decoded_rgb(image: Image.Image, max_side: int | None) -> np.ndarray:
@@ -293,7 +309,7 @@ def footprint_picture_png(settings: Settings, session: Session, photo_id: str) -
     try:
         tiles = LocalXYZSource(settings.resolved_tiles_dir)
         # The picture is ~420 px across: the photo is decoded at the retrieval size, not in full.
-        rgb = read_rgb(photo.image_path, settings.decode_max_side_px)
+        rgb = read_rgb(stored_photo_path(settings.data_dir, photo.image_path), settings.decode_max_side_px)
     except FileNotFoundError:
         # Say what is missing without naming a server path.
         what = "the tile database" if not settings.resolved_tiles_dir.is_dir() else "the stored photo"

@@ -379,6 +379,48 @@ def test_store_records_are_relative_and_resolve_from_any_working_directory(tmp_p
     assert artifacts.active_artifact(absolute, "retrieval")[1] == found[1]
 
 
+def test_an_embedded_server_stops_while_a_long_job_runs():
+    """The inline pools' threads do not hold the process at exit (a 10-minute selftest used to):
+    the job is recovered at the next start, like a killed worker's."""
+    import subprocess
+    import sys
+
+    script = ("import time; from service.jobs import _DaemonPool; pool = _DaemonPool(1, 'job-default'); "
+              "pool.submit(time.sleep, 600); time.sleep(0.2); print('exiting')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "exiting", done.stderr
+
+
+def test_the_api_process_bounds_glibc_malloc(monkeypatch):
+    import platform
+
+    from service.memory import bound_malloc
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert bound_malloc() is True
+
+
+def test_stored_photos_are_named_relative_to_the_data_dir(tmp_path, monkeypatch):
+    from service.photos import image_sha256, stored_photo_path, store_image
+
+    monkeypatch.chdir(tmp_path)
+    data = png_bytes()
+    sha = image_sha256(data)
+    name = store_image(Path("var"), data, "PNG", sha)
+    assert name == f"photos/{sha[:2]}/{sha}.png"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    data_dir = tmp_path / "var"
+    assert stored_photo_path(data_dir, name).read_bytes() == data
+    # Rows of earlier releases: the working directory's var/photos/..., or an absolute path.
+    assert stored_photo_path(data_dir, f"var/{name}") == stored_photo_path(data_dir, name)
+    assert stored_photo_path(data_dir, data_dir / name).read_bytes() == data
+
+
 def test_health_is_degraded_when_an_active_artifact_is_missing_or_corrupt(sqlite_settings, tmp_path):
     import os
 

@@ -1,6 +1,6 @@
 """The OpenAPI document tells the truth (issue 18): schemathesis, every check, over every operation
-of the embedded service with API keys set (each request carries the key; the ignored_auth check
-sends some without it and expects 401).
+of the embedded service twice: with API keys set (each request carries the key; the ignored_auth
+check sends some without it and expects 401), and open, as `make demo` serves it (no keys).
 
 Bounded so that the suite stays fast: a few examples per operation (ASTROLOC_SCHEMA_EXAMPLES to
 raise it), a deadline per example. Which answers are allowed beyond schemathesis' defaults, and why:
@@ -26,8 +26,9 @@ API_KEY = "schema-test-key"
 EXAMPLES = int(os.environ.get("ASTROLOC_SCHEMA_EXAMPLES", "12"))
 
 
-def keyed_schema():
-    """The embedded app with keys, over a fresh data dir (built at collection: parametrize needs it)."""
+def embedded_schema(api_keys: list[str]):
+    """The embedded app with these keys, over a fresh data dir (built at collection: parametrize
+    needs it)."""
     import tempfile
     from pathlib import Path
 
@@ -36,10 +37,10 @@ def keyed_schema():
     from service.db import upgrade_database
 
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="astroloc-schema-")) / "var", queue_mode="inline",
-                        api_keys=[API_KEY], inline_workers=1)
+                        api_keys=api_keys, inline_workers=1)
     upgrade_database(settings.resolved_database_url)
     config = SchemathesisConfig.from_dict({
-        "headers": {"X-API-Key": API_KEY},
+        "headers": {"X-API-Key": API_KEY} if api_keys else {},
         "generation": {"max-examples": EXAMPLES},
         "checks": {
             "positive_data_acceptance": {
@@ -52,10 +53,17 @@ def keyed_schema():
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings, migrate=False), config=config)
 
 
-schema = keyed_schema()
+keyed = embedded_schema([API_KEY])
+open_service = embedded_schema([])
 
 
-@schema.parametrize()
+@keyed.parametrize()
 @hypothesis_settings(deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_matches_the_openapi_document(case):
+def test_every_answer_matches_the_openapi_document_with_keys(case):
     case.call_and_validate(headers={"X-API-Key": API_KEY})
+
+
+@open_service.parametrize()
+@hypothesis_settings(deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_answer_matches_the_openapi_document_without_keys(case):
+    case.call_and_validate()

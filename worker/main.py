@@ -9,6 +9,7 @@ import threading
 
 from service.config import Settings
 from service.jobs import QUEUES, RQJobQueue
+from service.memory import bound_malloc
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def run_worker(settings: Settings, queues: list[str], burst: bool = False) -> No
     """
     from rq import Queue, SimpleWorker
 
+    bound_malloc()  # a photo's decode buffers go back to the OS after its job
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown:
         raise ValueError(f"unknown queue(s) {unknown}; expected some of {list(QUEUES)}")

@@ -32,6 +32,7 @@ from PIL import Image
 
 from service.config import Settings
 from service.db import upgrade_database
+from service.memory import ARENA_MAX, MMAP_THRESHOLD_BYTES
 
 DOCUMENTED_BUSY = {429, 503}
 
@@ -73,9 +74,9 @@ class ApiProcess:
 
     def __init__(self, settings: Settings, data_dir: Path, **overrides: object) -> None:
         self.port = _free_port()
-        # glibc's default of 8 malloc arenas per core keeps freed decode buffers of every thread
-        # resident; 2 arenas is the recommended production setting (docs/operations.md).
-        env = {"MALLOC_ARENA_MAX": "2"} | dict(os.environ)
+        # No MALLOC_* variables: the API bounds glibc's allocator itself (service.memory), as
+        # it does in production.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
         values = {"data_dir": data_dir, "world_dir": settings.resolved_world_dir, "index_dir": settings.resolved_index_dir,
                   "model_store_dir": settings.resolved_model_store_dir, "world_min_zoom": settings.world_min_zoom,
                   "world_max_zoom": settings.world_max_zoom, "queue_mode": "inline", "api_keys": ""} | overrides
@@ -259,7 +260,8 @@ def run(clients: int = 8, seconds: float = 60.0, uploads: int = 4, work_dir: Pat
     sizes = ", ".join(f"{fmt} {len(data) / 1e6:.1f} MB" for fmt, data in files.items())
     statuses = "; ".join(f"{fmt}: {codes}" for fmt, codes in memory["statuses"].items())
     lines += [
-        f"Memory: a fresh API process (MALLOC_ARENA_MAX=2) warmed by two localizations, one in a visibility "
+        f"Memory: a fresh API process (glibc's allocator bounded by service.memory: mmap threshold "
+        f"{MMAP_THRESHOLD_BYTES >> 20} MB, {ARENA_MAX} arenas) warmed by two localizations, one in a visibility "
         f"region and one world-wide ({memory['warm_mb']:.0f} MB resident), then "
         f"{uploads} concurrent uploads of a {side} x {side} px image (the {limits.max_image_pixels / 1e6:g} MP cap; "
         f"{sizes}), first as JPEG, then as PNG. Answers: {statuses}.",

@@ -120,7 +120,7 @@ class LocalizeJobParams(BaseModel):
     """What the refinement job of one photo needs (written by service.localize.submit)."""
 
     photo_id: str
-    image_path: str
+    image_path: str  # the stored photo, relative to the data dir (service.photos.stored_photo_path)
     candidates: list[Candidate]  # best first
     refine: bool = True
     model_version: str | None = None  # identity of the retrieval model (footprints record it)

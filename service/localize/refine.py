@@ -22,7 +22,7 @@ from index.tiles import Tile
 from service.config import Settings
 from service.localize.contracts import Candidate, LocalizeJobParams, TriedCandidate
 from service.exif import read_exif, upright
-from service.photos import decode_rgb
+from service.photos import decode_rgb, stored_photo_path
 
 
 def acceptance_path(settings: Settings) -> Path:
@@ -113,7 +113,7 @@ def refine_job(settings: Settings, params: LocalizeJobParams,
             progress((i + 1) / n, candidate=i + 1, candidates=n,
                      tried=[t.model_dump(mode="json") for t in refinement.tried])
 
-    data = Path(params.image_path).read_bytes()
+    data = stored_photo_path(settings.data_dir, params.image_path).read_bytes()
     # Decoded at the matching size (a JPEG at a reduced DCT scale), turned upright as its EXIF says.
     query = upright(decode_rgb(data, refinement.refine_params.query_max_side), read_exif(data).orientation)
     refinement.result = refine_photo(settings, query, refinement.candidates, on_progress=on_progress,

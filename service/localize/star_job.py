@@ -41,7 +41,7 @@ from service.localize.stars import (
     locate_by_stars,
 )
 from service.orbit import stored_tles
-from service.photos import read_rgb
+from service.photos import read_rgb, stored_photo_path
 from service.star_catalog import active_star_catalog
 
 if TYPE_CHECKING:
@@ -125,7 +125,9 @@ def star_path_job(settings: Settings, job_id: str, params: LocalizeJobParams) ->
     except ValueError as exc:
         outcome = StarPathOutcome(False, f"the ISS position at the capture time is unknown: {exc}")
     else:
-        outcome = locate_by_stars(read_rgb(params.image_path), plan.capture_time, state, active_star_catalog(settings),
+        # Full size (within the upload pixel cap): a faint star is a few pixels, a reduced decode loses it.
+        image_rgb = read_rgb(stored_photo_path(settings.data_dir, params.image_path))
+        outcome = locate_by_stars(image_rgb, plan.capture_time, state, active_star_catalog(settings),
                                   LensGuess(tuple(plan.fov_deg), plan.fov_source), time_sigma_s=plan.time_sigma_s,
                                   starid_budget_s=settings.starid_time_budget_s)
     summary = StarPathSummary(

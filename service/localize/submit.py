@@ -145,10 +145,10 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
                                retrieval_s=0.0).model_dump(mode="json")
 
     # Stored only now that everything that can refuse the request has run.
-    path = store_image(settings.data_dir, request.image_data, request.image_format, sha)
+    stored_name = store_image(settings.data_dir, request.image_data, request.image_format, sha)
     params = LocalizeJobParams(
         photo_id=photo_id,
-        image_path=str(path),
+        image_path=stored_name,
         candidates=found.candidates if found else [],
         refine=request.refine,
         model_version=engine.model_ref.index_key if engine else None,
@@ -161,7 +161,7 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
         with session_scope(settings.resolved_database_url) as session:
             if existing is None:
                 crud.add_photo(
-                    session, photo_id, image_path=str(path), image_sha256=sha, captured_at=timestamp,
+                    session, photo_id, image_path=stored_name, image_sha256=sha, captured_at=timestamp,
                     nadir=request.nadir, status="queued",
                     meta={"format": request.image_format, "search": search["mode"], "exif": exif.to_json(),
                           "timestamp_from": "form" if request.timestamp else "exif" if timestamp else None},

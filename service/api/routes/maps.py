@@ -76,11 +76,11 @@ def overlay_info(photo_id: str, session: SessionDep) -> dict:
 
 @router.get("/photos/{photo_id}/overlay.png", response_class=Response, dependencies=[ReadKeyDep],
             responses={200: {"content": {"image/png": {}}}, **NOT_FOUND})
-async def overlay_png(photo_id: str, session: SessionDep) -> Response:
+async def overlay_png(photo_id: str, session: SessionDep, settings: SettingsDep) -> Response:
     """The photo warped into Web-Mercator pixels over its footprint's bounds (overlay.json), RGBA,
     transparent outside the photo: for a web map to lay on its tiles."""
     try:
-        png = await run_in_threadpool(maps.overlay_png, session, photo_id, OVERLAY_MAX_SIDE_PX)
+        png = await run_in_threadpool(maps.overlay_png, settings, session, photo_id, OVERLAY_MAX_SIDE_PX)
     except PhotoNotFound as exc:
         raise HTTPException(404, str(exc)) from None
     return Response(png, media_type="image/png", headers={"Cache-Control": OVERLAY_CACHE})
