@@ -12,13 +12,15 @@ Sec. 3.3 ("learned discriminative whitening"): with f the (L2-normalised) pooled
     P_R = the top ``dim`` eigenvectors of C_D                              (keep where places differ)
     head(f) = P_R^T P_W (f - m)
 
-It is a linear layer: weight P_R^T P_W, bias -P_R^T P_W m. The pairs here are a photo and its
+It is a linear layer: weight P_R^T P_W, bias -P_R^T P_W m (times one constant, see below). The pairs here are a photo and its
 positive tile (turned as the photo), the way the pair loss sees them. C_S is shrunk towards its
 mean eigenvalue (``shrinkage``): 1280 dimensions from a few thousand pairs would otherwise give
 a noisy inverse square root.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -50,6 +52,11 @@ def learned_whitening(queries: np.ndarray, positives: np.ndarray, dim: int,
     between_values, between_vectors = np.linalg.eigh(centred.T @ centred / len(every))
     kept = between_vectors[:, np.argsort(between_values)[::-1][:dim]]  # (D, dim)
     weight = kept.T @ whiten
+    # The descriptor is L2-normalised after the head, so a common scale changes nothing here; but
+    # an optimiser's steps are sized for weights of a default-initialised layer (entries ~1/sqrt(D)):
+    # Adam moves each weight by about lr per step, which on raw whitening entries (~1/sqrt of the
+    # within-place variances: tens) would leave the head where it started.
+    weight *= 1.0 / (math.sqrt(features) * weight.std())
     return weight.astype(np.float32), (-weight @ mean).astype(np.float32)
 
 

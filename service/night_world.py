@@ -36,3 +36,19 @@ def build_night(settings: Settings, n_photos: int, seed: int = 0, out: Path | No
     from world.night import build_night_world
 
     return build_night_world(out or night_world_dir(settings), n_photos, night_sky(), seed=seed, progress=progress)
+
+
+DEMO_NIGHT_PHOTOS = 6  # rendered for `astroloc demo` (~1 s each); 4 of the first 6 show >= 6 stars
+
+
+def demo_night_photo(settings: Settings):  # noqa: ANN201 (world.catalogue.WorldPhoto, world.night.NightTruth)
+    """The night photo `astroloc demo` localizes by its stars: the first of a small night set of
+    its own (data_dir/demo-night, so a benchmark's night set is left as it is) that shows enough
+    stars above the limb; None when none does."""
+    from service.localize.stars import DEFAULT_MIN_STARS
+    from world.night import read_night_photos
+
+    folder = settings.data_dir / "demo-night"
+    build_night(settings, DEMO_NIGHT_PHOTOS, out=folder)
+    chosen = read_night_photos(folder, min_stars=DEFAULT_MIN_STARS, limit=1)
+    return chosen[0] if chosen else None

@@ -108,3 +108,18 @@ def night_sky_empty():
     from world.night import Sky
 
     return Sky(vectors=np.zeros((0, 3)), magnitudes=np.zeros(0))
+
+
+def test_the_demo_night_photo_has_enough_stars_and_leaves_the_bench_set_alone(tmp_path):
+    """`astroloc demo` renders its own small night set under data_dir/demo-night and picks a photo
+    with enough stars above the limb for the star path."""
+    from service.config import Settings
+    from service.localize.stars import DEFAULT_MIN_STARS
+    from service.night_world import demo_night_photo, night_world_dir
+
+    settings = Settings(data_dir=tmp_path / "var")
+    photo, truth = demo_night_photo(settings)
+    assert truth.stars_in_frame >= DEFAULT_MIN_STARS and truth.ground_footprint is not None
+    assert photo.image_path.is_file() and photo.image_path.is_relative_to(settings.data_dir / "demo-night")
+    assert {"FOCAL_MM", "SENSOR_WIDTH_MM"} <= set(photo.columns)  # the lens the demo sends as form fields
+    assert not night_world_dir(settings).exists()

@@ -310,6 +310,7 @@ def test_a_whitening_initialised_run_starts_at_the_zero_shot_recall(tiny_world, 
         "batch_pairs": 2, "batch_quads": 2, "clusters": 4, "mining_every": 2, "checkpoint_every": 1,
         "validate_every": 1, "frozen_stages": 5, "freeze_bn": True, "cache_prefix": True,
         "head_init": "whitening", "lr": 1e-4, "evaluation_rotate": "query", "name": "whitened",
+        "t_iou": 0.01,  # the tiny world's coarse tiles: enough photo-tile pairs to fit on
     })
     train(config, tmp_path)
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]

@@ -97,6 +97,43 @@ def map_url(base: str, footprints: list) -> str:  # noqa: ANN001 (shapely geomet
     return f"{base}/#bbox=" + ",".join(f"{v:.2f}" for v in box)
 
 
+def localize_night_photo(client: httpx.Client, settings):  # noqa: ANN001, ANN201 (Settings -> shapely geometry)
+    """One night photo of the dark Earth, sent like the others (no method given: the service
+    takes the star path by itself), located by the stars above its limb; its ground footprint,
+    or None when it is not localized (the reason is printed)."""
+    from shapely.geometry import shape
+
+    from geo import footprint_iou
+    from service.night_world import demo_night_photo
+
+    typer.echo("a night photo (stars above the limb, no daylight imagery to match) ...")
+    chosen = demo_night_photo(settings)
+    if chosen is None:
+        typer.echo("  no night photo of the demo set shows enough stars; skipped")
+        return None
+    photo, truth = chosen
+    form = {"photo_id": photo.photo_id, "timestamp": photo.capture_time,
+            "focal_mm": photo.columns["FOCAL_MM"], "sensor_width_mm": photo.columns["SENSOR_WIDTH_MM"]}
+    answer = client.post("/localize", files={"image": (photo.image_path.name, photo.image_path.read_bytes(),
+                                                        "image/jpeg")}, data=form)
+    if answer.status_code not in (200, 202):
+        typer.echo(f"  {photo.photo_id}: refused {answer.status_code}: {answer.json()}", err=True)
+        return None
+    job = wait_for_job(client, f"/jobs/{answer.json()['job_id']}")
+    result = job.get("result") or {}
+    if job["status"] != "finished" or not result.get("localized"):
+        typer.echo(f"  {photo.photo_id}: not localized: {job.get('error') or result.get('reason')}")
+        return None
+    footprint = shape(result["footprint"])
+    attitude = result.get("attitude") or {}
+    iou = footprint_iou(footprint, truth.ground_footprint) if truth.ground_footprint is not None else float("nan")
+    typer.echo(f"  {photo.photo_id}: localized by its {result.get('method')} ({len(result.get('stars_used') or [])} "
+               f"named; boresight RA {attitude.get('ra_deg', float('nan')):.2f}, Dec "
+               f"{attitude.get('dec_deg', float('nan')):.2f} deg): ground footprint {result.get('area_km2') or 0:,.0f} km2, "
+               f"IoU with truth {iou:.2f}")
+    return footprint
+
+
 def demo(
     photos: int = typer.Option(None, help="Held-out demo photos to localize (default: settings.demo_photos)."),
     port: int = typer.Option(8000, help="Port of the API and the map (another free one when taken)."),
@@ -180,6 +217,9 @@ def demo(
         ious = sorted(iou for _, iou in rows if iou is not None)
         typer.echo(f"localized {len(ious)}/{len(rows)} held-out photos; "
                    f"median IoU {ious[len(ious) // 2] if ious else 0:.2f}; total {time.monotonic() - started:.0f} s")
+        night = localize_night_photo(client, settings)
+        if night is not None:
+            footprints.append(night)
         typer.echo(f"\nmap of the demo's photos: {map_url(base, footprints)}")
         if exit_after:
             return
