@@ -9,7 +9,13 @@ that are inliers), so that ``confidence`` is a probability:
 
 fitted by `astroloc bench localize` on every candidate it refines (right: a plausible outline
 whose IoU with the truth is >= 0.5; wrong: everything else, refused outlines included), and
-thresholded at the smallest probability above which 99.9% of the candidates are right. (``b2``,
+thresholded at the smallest probability above which 99.9% of the *answers* are right: each
+photo's most probable accepted candidate, what a user gets (the benchmark tells the fit which
+photo each candidate belongs to). Over single candidates, EarthMatch's rule, a wrong candidate
+with many inliers forbids every threshold below it even when, on its photo, a right candidate
+with more inliers is the answer: on the demo world the "right place, loose outline" near-misses
+(IoU 0.41-0.50 at 60-107 inliers) set that rule's threshold at 108 inliers, refusing a third of
+the right answers; the rule over candidates remains for fits without photos. (``b2``,
 a term in the share of tentative matches that are inliers, is kept at 0: refused candidates have
 no such share to fit it on.) Inliers alone cannot tell a tight outline from a loose one on the right place (the
 "right place, loose outline" near-misses), so a second, geometric criterion follows: the photo's
@@ -105,9 +111,11 @@ class Scored:
 
 
 def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
-                   base: Acceptance | None = None) -> Acceptance:
+                   base: Acceptance | None = None, photos: list | None = None) -> Acceptance:
     """Fit the logistic model on right vs wrong candidates, the probability threshold for
-    ``precision``, the corner-shift limit and the uncertainty scale (see the module docstring)."""
+    ``precision``, the corner-shift limit and the uncertainty scale (see the module docstring).
+    ``photos``: the photo of each candidate (any hashable), for the precision of answers; None:
+    the precision over candidates."""
     from sklearn.linear_model import LogisticRegression
 
     base = base or Acceptance()
@@ -127,10 +135,13 @@ def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
     max_shift = float(max(base.max_corner_shift, np.quantile(shifts[labels], 0.99))) if labels.any() else base.max_corner_shift
     passes = shifts <= max_shift
     # The smallest probability above which what passes both criteria is `precision` right.
+    if photos is not None and len(photos) != len(usable):
+        raise ValueError(f"{len(photos)} photos given for {len(usable)} candidates")
     threshold = 1.0
     for p in np.unique(np.round(probabilities, 6)):
         kept = passes & (probabilities >= p)
-        if kept.any() and labels[kept].mean() >= precision:
+        judged = kept if photos is None else _answers(kept, probabilities, photos)
+        if judged.any() and labels[judged].mean() >= precision:
             threshold = float(p)
             break
     accepted_right = [s for s, p, ok in zip(usable, probabilities, passes, strict=True) if s.right and ok and p >= threshold]
@@ -141,8 +152,20 @@ def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
         uncertainty_scale=scale, uncertainty_floor_km=base.uncertainty_floor_km,
         fitted_on={"candidates": len(usable), "right": int(labels.sum()), "accepted": int(kept.sum()),
                    "precision": round(float(labels[kept].mean()), 5) if kept.any() else None,
-                   "target_precision": precision, "corner_coverage": UNCERTAINTY_COVERAGE},
+                   "target_precision": precision, "corner_coverage": UNCERTAINTY_COVERAGE,
+                   "precision_over": "candidates" if photos is None else "answers"},
     )
+
+
+def _answers(kept: np.ndarray, probabilities: np.ndarray, photos: list) -> np.ndarray:
+    """Mask of each photo's most probable kept candidate (what the service answers)."""
+    best: dict = {}
+    for i in np.flatnonzero(kept):
+        if photos[i] not in best or probabilities[i] > probabilities[best[photos[i]]]:
+            best[photos[i]] = i
+    mask = np.zeros(len(kept), dtype=bool)
+    mask[list(best.values())] = True
+    return mask
 
 
 def fit_uncertainty_scale(right_answers: list[Scored], floor_km: float, default: float = 3.0) -> float:

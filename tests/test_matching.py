@@ -141,3 +141,39 @@ def test_acceptance_is_fitted_to_the_target_precision():
     assert Acceptance.from_json(fitted.to_json()) == fitted
     with pytest.raises(ValueError, match="right and wrong"):
         fit_acceptance(right)
+
+
+def test_acceptance_over_answers_ignores_wrong_candidates_that_are_never_the_answer():
+    """A near-miss with many inliers on a photo whose right candidate has more is never what the
+    user gets: the precision of answers lets the threshold sit below it, the precision over
+    candidates (EarthMatch's rule) cannot."""
+    rng = np.random.default_rng(5)
+    scored, photos = [], []
+    for photo in range(200):
+        right_inliers = int(rng.integers(15, 300))
+        scored.append(Scored(right_inliers, 0.5, 0.01, True))
+        photos.append(photo)
+        for _ in range(3):  # wrong places: few inliers
+            scored.append(Scored(int(rng.integers(0, 8)), 0.1, 0.05, False))
+            photos.append(photo)
+        if photo % 40 == 0:  # right place, poorer outline: many inliers, fewer than the right one
+            scored.append(Scored(right_inliers - 5, 0.4, 0.05, False))
+            photos.append(photo)
+    over_candidates = fit_acceptance(scored)
+    over_answers = fit_acceptance(scored, photos=photos)
+    assert over_answers.fitted_on["precision_over"] == "answers"
+    assert over_answers.min_probability < over_candidates.min_probability
+
+    def answered(acceptance: Acceptance) -> list[Scored]:
+        best: dict[int, Scored] = {}
+        for s, photo in zip(scored, photos, strict=True):
+            if acceptance.refusal(acceptance.probability(s.inliers, s.inlier_ratio), s.corner_shift) is None:
+                if photo not in best or s.inliers > best[photo].inliers:
+                    best[photo] = s
+        return list(best.values())
+
+    by_answers, by_candidates = answered(over_answers), answered(over_candidates)
+    assert sum(s.right for s in by_answers) / len(by_answers) >= 0.999
+    assert len(by_answers) > len(by_candidates)
+    with pytest.raises(ValueError, match="photos given"):
+        fit_acceptance(scored, photos=photos[:-1])

@@ -123,7 +123,7 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
     service answers with it."""
     everything = [s for o in outcomes for s, _, _ in o.scored]
     try:
-        fitted = fit_acceptance(everything)
+        fitted = fit_acceptance(everything, photos=[o.photo_id for o in outcomes for _ in o.scored])
     except ValueError as exc:
         return f"**Acceptance** not refitted ({exc}); the service keeps {acceptance_path(settings)} or the defaults."
     path = acceptance_path(settings)
@@ -136,7 +136,8 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
     judged: dict[int, tuple[tuple | None, Acceptance]] = {}
     for held, other in ((halves[0], halves[1]), (halves[1], halves[0])):
         try:
-            half_fit = fit_acceptance([s for o in other for s, _, _ in o.scored])
+            half_fit = fit_acceptance([s for o in other for s, _, _ in o.scored],
+                                      photos=[o.photo_id for o in other for _ in o.scored])
         except ValueError:  # one half without a wrong candidate: judged by the fit on all
             half_fit = fitted
         for o in held:
@@ -148,7 +149,8 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
         f"candidates ({fitted.fitted_on['right']} right; {len(plausible)} with a plausible outline, "
         f"{sum(not s.right for s in plausible)} of those wrong): P(right) = 1 / (1 + exp(-({fitted.intercept:.2f} "
         f"+ {fitted.coef_log_inliers:.2f} ln(1 + inliers)))); accepted when "
-        f"P >= {fitted.min_probability:.4f} (99.9% precision over candidates) and the corners moved at most "
+        f"P >= {fitted.min_probability:.4f} (99.9% precision over answers: each photo's most probable accepted "
+        f"candidate) and the corners moved at most "
         f"{fitted.max_corner_shift:.1%} of the outline in the last iteration; corner_uncertainty_km = "
         f"{fitted.uncertainty_scale:.2f} x spread + {fitted.uncertainty_floor_km:g} km (covers all 4 corners of 90% "
         f"of right answers). Written to `{path}` (the service loads it). The table is cross-fitted: each photo judged "

