@@ -137,21 +137,25 @@ def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
     # The smallest probability above which what passes both criteria is `precision` right.
     if photos is not None and len(photos) != len(usable):
         raise ValueError(f"{len(photos)} photos given for {len(usable)} candidates")
+
+    def judged(threshold: float) -> np.ndarray:  # what the precision is taken over at this threshold
+        kept = passes & (probabilities >= threshold)
+        return kept if photos is None else _answers(kept, probabilities, photos)
+
     threshold = 1.0
     for p in np.unique(np.round(probabilities, 6)):
-        kept = passes & (probabilities >= p)
-        judged = kept if photos is None else _answers(kept, probabilities, photos)
-        if judged.any() and labels[judged].mean() >= precision:
+        mask = judged(p)
+        if mask.any() and labels[mask].mean() >= precision:
             threshold = float(p)
             break
     accepted_right = [s for s, p, ok in zip(usable, probabilities, passes, strict=True) if s.right and ok and p >= threshold]
     scale = fit_uncertainty_scale(accepted_right, base.uncertainty_floor_km, default=base.uncertainty_scale)
-    kept = passes & (probabilities >= threshold)
+    kept, reached = passes & (probabilities >= threshold), judged(threshold)
     return Acceptance(
         float(b0), float(b1), float(b2), min_probability=threshold, max_corner_shift=max_shift,
         uncertainty_scale=scale, uncertainty_floor_km=base.uncertainty_floor_km,
         fitted_on={"candidates": len(usable), "right": int(labels.sum()), "accepted": int(kept.sum()),
-                   "precision": round(float(labels[kept].mean()), 5) if kept.any() else None,
+                   "precision": round(float(labels[reached].mean()), 5) if reached.any() else None,
                    "target_precision": precision, "corner_coverage": UNCERTAINTY_COVERAGE,
                    "precision_over": "candidates" if photos is None else "answers"},
     )

@@ -162,6 +162,7 @@ def test_acceptance_over_answers_ignores_wrong_candidates_that_are_never_the_ans
     over_candidates = fit_acceptance(scored)
     over_answers = fit_acceptance(scored, photos=photos)
     assert over_answers.fitted_on["precision_over"] == "answers"
+    assert over_answers.fitted_on["precision"] >= 0.999  # of the answers, as fitted
     assert over_answers.min_probability < over_candidates.min_probability
 
     def answered(acceptance: Acceptance) -> list[Scored]:
