@@ -123,3 +123,76 @@ def test_the_demo_night_photo_has_enough_stars_and_leaves_the_bench_set_alone(tm
     assert photo.image_path.is_file() and photo.image_path.is_relative_to(settings.data_dir / "demo-night")
     assert {"FOCAL_MM", "SENSOR_WIDTH_MM"} <= set(photo.columns)  # the lens the demo sends as form fields
     assert not night_world_dir(settings).exists()
+
+
+def test_the_airglow_band_breaks_into_no_false_stars(sky):
+    """Through an 85 mm lens the limb's airglow is a band ~15 px wide, narrower than the centroider's
+    background tiles: left in, its ridge breaks into rows of false stars, and ROSIA finds no attitude
+    among them (frame 42 of the night set). The star path removes the glow first."""
+    from geo.attitude_footprint import PinholeImage
+    from service.localize.stars import _grey, _stars_in_sky
+    from starid import build_catalog
+    from starid.centroids import detect_stars, frame_from_array
+
+    view = sample_night_view(np.random.default_rng([0, 42]), sample_tles(), NightSampling())
+    assert view.view.focal_mm == 85.0
+    grey = _grey(_decoded(render_night(view, sky, NightSampling()).jpeg))
+    mask = sky_mask(grey)
+    catalog = build_catalog()
+    image = view.image_geometry()
+    truth_px = image.project(catalog.vectors @ view.rotation_icrs())
+    truth_px = truth_px[np.isfinite(truth_px).all(axis=1)]
+
+    def true_share(xy: np.ndarray) -> float:
+        nearest_px = np.array([np.min(np.hypot(*(truth_px - p).T)) for p in xy])
+        return float((nearest_px < 2.0).mean())
+
+    raw = detect_stars(frame_from_array(grey))
+    rows, cols = raw.xy[:, 1].astype(int), raw.xy[:, 0].astype(int)
+    raw_in_sky = raw.xy[mask[rows, cols]]
+    _, xy, _ = _stars_in_sky(grey, mask, 6)
+    assert true_share(raw_in_sky) < 0.3  # left in, the band's false stars outnumber the stars
+    assert len(xy) >= 6 and true_share(xy) > 0.9
+
+
+def _ground_mask(view) -> np.ndarray:
+    from geo.attitude_footprint import earth_fixed_rotation
+    from geo.ecef import intersect_ellipsoid
+
+    image = view.image_geometry()
+    v, u = np.mgrid[0:image.height, 0:image.width] + 0.5
+    rays = image.camera_rays(u, v) @ earth_fixed_rotation(view.rotation_icrs(), view.view.capture_time).T
+    _, hit = intersect_ellipsoid(view.view.camera().position, rays)
+    return hit
+
+
+def test_a_ground_as_dark_as_space_passes_when_starless_and_fails_when_starry(night, catalog):
+    """A night ocean can be as dark as space: the check that the solution's ground is not sky then
+    asks for space's stars, which a dark ocean lacks and sky wrongly called ground has."""
+    view, rendered = night
+    state = iss_state_itrs(view.reported_time, sample_tles())
+    lens = LensGuess.of(35.0, 36.0)
+    image = _decoded(rendered.jpeg).astype(float)
+    ground = _ground_mask(view)
+    space_level = np.median(image[~ground], axis=0)
+    ground[: image.shape[0] // 2] = False  # the Earth's lower part, away from the limb: a night ocean
+    rng = np.random.default_rng(5)
+    dark = image.copy()
+    dark[ground] = space_level + rng.normal(0.0, 1.0, (int(ground.sum()), 3))  # as black as space
+    dark = np.clip(dark, 0, 255).astype(np.uint8)
+    outcome = locate_by_stars(dark, view.reported_time, state, catalog, lens)
+    assert outcome.localized, outcome.reason
+    check = next(c for c in outcome.checks if c.name == "ground_where_predicted")
+    assert check.ok and "looks like space" in check.detail and "starless" in check.detail
+    assert footprint_iou(outcome.polygon, rendered.ground_footprint) > 0.9
+
+    # The same dark ground sown with stars at the sky's density: that is sky, the solution is refused.
+    sky_stars = len(outcome.stars) / max(float((~ground).mean()), 1e-3)
+    rows, cols = np.nonzero(ground)
+    pick = rng.choice(len(rows), size=int(sky_stars * ground.mean()), replace=False)
+    starry = dark.astype(float)
+    for r, c in zip(rows[pick], cols[pick], strict=True):
+        starry[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2] += 60.0
+    starry = np.clip(starry, 0, 255).astype(np.uint8)
+    refused = locate_by_stars(starry, view.reported_time, state, catalog, lens)
+    assert not refused.localized and "puts on the ground looks like space" in refused.reason

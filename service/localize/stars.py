@@ -5,13 +5,17 @@ Steps (:func:`locate_by_stars`), each of which can refuse the photo with its rea
 1. the sky: the part of the frame above the limb, found as the pixels whose smoothed brightness
    stays at the darkest level of the frame (the night Earth, lit by airglow, moonlight and towns,
    is brighter than space), eroded away from the limb's glow;
-2. the stars: centroids (starid.centroids) inside the sky; at least ``min_stars`` needed;
+2. the stars: centroids (starid.centroids) inside the sky, on the frame with its glow removed (the
+   limb's airglow is a band a few pixels to tens of pixels wide, narrower than the centroider's
+   background tiles: left in, its ridge breaks into rows of false "stars"); at least ``min_stars``
+   needed;
 3. star-ID (ROSIA, starid.identify_pixels) at the field of view of the lens: from ``focal_mm`` and
    ``sensor_width_mm``, else trying the common ISS lenses (:data:`COMMON_ISS_LENSES_MM`);
 4. checks of the solution against the photo, so that a wrong one never gives a footprint: enough
    stars named; every named star above the limb under the solved attitude and the ISS position
    (a star seen through the Earth is a wrong solution); the sky the solution predicts is sky in
-   the photo, and its ground is not;
+   the photo, and its ground is not sky: where that ground is as dark as space (a night ocean
+   can be), it must also lack space's stars;
 5. the footprint: geo.attitude_footprint casts the image's rays onto the ellipsoid, with the
    corners' 1-sigma uncertainty from the attitude covariance, the TLE's age and the time's
    resolution.
@@ -55,7 +59,11 @@ SKY_EROSION_PX = 6
 MAX_SKY_LEVEL = 40.0  # of 255: the darkest part of a frame brighter than this is not space  # keep away from the limb's airglow
 # The checks of a solution against the photo.
 MIN_SKY_AGREEMENT = 0.9  # of the grid rays the solution sends into space, share in the photo's sky
-MAX_GROUND_AS_SKY = 0.25  # of those it sends to the ground, share that look like sky
+MAX_GROUND_AS_SKY = 0.25  # of those it sends to the ground, share that look like sky...
+# ...unless that dark "ground" holds stars at under this fraction of the density of the sky the
+# solution confirms: a night ocean is as dark as space but starless, sky wrongly called ground is not.
+MAX_DARK_GROUND_STAR_DENSITY = 0.25
+GLOW_LINE_PX = 13  # the glow's line medians: over twice a star's extent (PSF sigma ~1 px, smear <= 2 px)
 _CHECK_GRID = 24
 _CLEAR_SKY_TANGENT_KM = 150.0  # above the airglow: the solution's "surely sky"
 DEFAULT_STARID_BUDGET_S = 2.0
@@ -144,11 +152,31 @@ def sky_mask(grey: np.ndarray) -> np.ndarray:
     return cv2.erode(sky.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
 
 
+def without_glow(grey: np.ndarray) -> np.ndarray:
+    """The frame less its glow, for the centroider. The glow under each pixel is the largest of four
+    running medians along lines (horizontal, vertical, both diagonals; GLOW_LINE_PX long): along its
+    own direction a band's line median follows its ridge however narrow the band, while a star,
+    compact, fills too little of any line to move its median. Smoothed a little (a median of whole
+    counts is a whole count, and residuals of exact zeros would give the centroider no noise), and
+    returned at the glow's median level so that the centroider's background and noise still hold."""
+    from scipy.ndimage import median_filter
+
+    frame = np.asarray(grey, dtype=np.float32)
+    half = GLOW_LINE_PX // 2
+    lines = [np.zeros((GLOW_LINE_PX, GLOW_LINE_PX), bool) for _ in range(4)]
+    lines[0][half, :] = lines[1][:, half] = True
+    np.fill_diagonal(lines[2], True)
+    np.fill_diagonal(np.fliplr(lines[3]), True)
+    glow = np.max([median_filter(frame, footprint=line, mode="nearest") for line in lines], axis=0)
+    glow = cv2.GaussianBlur(glow, (0, 0), 1.0).astype(np.float64)
+    return grey - glow + float(np.median(glow))
+
+
 def _stars_in_sky(grey: np.ndarray, sky: np.ndarray, min_stars: int) -> tuple[str | None, np.ndarray, np.ndarray]:
     """Centroids and fluxes of the stars inside the sky mask, and the reason to stop if too few."""
     if sky.mean() < MIN_SKY_FRACTION:
         return f"no sky above the limb in the frame ({sky.mean():.1%} of it looks like space)", np.empty((0, 2)), np.empty(0)
-    detection = detect_stars(frame_from_array(grey))
+    detection = detect_stars(frame_from_array(without_glow(grey)))
     rows = np.clip(detection.xy[:, 1].astype(int), 0, grey.shape[0] - 1)
     cols = np.clip(detection.xy[:, 0].astype(int), 0, grey.shape[1] - 1)
     in_sky = sky[rows, cols] if len(detection) else np.zeros(0, bool)
@@ -222,7 +250,7 @@ def locate_by_stars(
 
     camera_vectors = pixels_to_vectors(xy[named], width, height, fov)
     rotation_ecef = earth_fixed_rotation(rotation, when)
-    outcome.checks = _check_solution(camera_vectors, rotation_ecef, state, image, sky, int(named.sum()), min_stars)
+    outcome.checks = _check_solution(camera_vectors, rotation_ecef, state, image, sky, xy, int(named.sum()), min_stars)
     failed = [check for check in outcome.checks if not check.ok]
     if failed:
         return refuse("the star solution disagrees with the photo: " + "; ".join(c.detail for c in failed))
@@ -242,8 +270,9 @@ def locate_by_stars(
 
 
 def _check_solution(camera_vectors, rotation_ecef, state: IssState, image: PinholeImage, sky: np.ndarray,
-                    named: int, min_stars: int) -> list[StarCheck]:  # noqa: ANN001
-    """The solution against the photo: enough named stars, all above the limb, sky where it says."""
+                    detected_xy: np.ndarray, named: int, min_stars: int) -> list[StarCheck]:  # noqa: ANN001
+    """The solution against the photo: enough named stars, all above the limb, sky where it says,
+    and no sky (dark and starry) where it says ground."""
     checks = [StarCheck("named_stars", named >= min_stars, f"{named} stars named ({min_stars} needed)")]
     _, behind = intersect_ellipsoid(state.position_m, camera_vectors @ rotation_ecef.T)
     checks.append(StarCheck("stars_above_limb", not behind.any(),
@@ -262,8 +291,28 @@ def _check_solution(camera_vectors, rotation_ecef, state: IssState, image: Pinho
                                 f"({MIN_SKY_AGREEMENT:.0%} needed)"))
     if hit.any():
         ground_as_sky = float(observed[hit].mean())
-        checks.append(StarCheck("ground_where_predicted", ground_as_sky <= MAX_GROUND_AS_SKY,
-                                f"{ground_as_sky:.0%} of the frame the solution puts on the ground looks like space "
-                                f"(at most {MAX_GROUND_AS_SKY:.0%})"))
+        detail = (f"{ground_as_sky:.0%} of the frame the solution puts on the ground looks like space "
+                  f"(at most {MAX_GROUND_AS_SKY:.0%})")
+        ok = ground_as_sky <= MAX_GROUND_AS_SKY
+        if not ok:
+            # As dark as space: a night ocean, or sky the solution wrongly calls ground. Space has stars.
+            stars_per_cell = _stars_per_cell(detected_xy, image)
+            dark_ground, sky_seen = hit & observed, clear & observed
+            sky_density = float(stars_per_cell[sky_seen].mean()) if sky_seen.any() else 0.0
+            ground_density = float(stars_per_cell[dark_ground].mean())
+            ok = sky_density > 0 and ground_density < MAX_DARK_GROUND_STAR_DENSITY * sky_density
+            detail += (f", and holds {ground_density:.2f} detected stars per check cell against {sky_density:.2f} in "
+                       f"the sky the solution confirms (under {MAX_DARK_GROUND_STAR_DENSITY:.0%} of it: a starless "
+                       "dark ground such as a night ocean)")
+        checks.append(StarCheck("ground_where_predicted", ok, detail))
     return checks
+
+
+def _stars_per_cell(xy: np.ndarray, image: PinholeImage) -> np.ndarray:
+    """Detected stars in each cell of the (_CHECK_GRID x _CHECK_GRID) check grid, rows first."""
+    cols = np.clip((xy[:, 0] * _CHECK_GRID / image.width).astype(int), 0, _CHECK_GRID - 1)
+    rows = np.clip((xy[:, 1] * _CHECK_GRID / image.height).astype(int), 0, _CHECK_GRID - 1)
+    counts = np.zeros((_CHECK_GRID, _CHECK_GRID))
+    np.add.at(counts, (rows, cols), 1.0)
+    return counts
 
