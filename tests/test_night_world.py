@@ -13,6 +13,7 @@ from geo.attitude_footprint import corner_errors_km, footprint_from_attitude, is
 from service.localize.stars import LensGuess, fov_from_lens, locate_by_stars, sky_mask
 from service.night_world import night_sky
 from world.night import NightSampling, render_night, sample_night_view
+from world.photosim import cast_view
 from world.sampling import sample_tles
 
 SMALL = NightSampling(width=640, height=427, lenses_mm=(35.0,))
@@ -129,7 +130,6 @@ def test_the_airglow_band_breaks_into_no_false_stars(sky):
     """Through an 85 mm lens the limb's airglow is a band ~15 px wide, narrower than the centroider's
     background tiles: left in, its ridge breaks into rows of false stars, and ROSIA finds no attitude
     among them (frame 42 of the night set). The star path removes the glow first."""
-    from geo.attitude_footprint import PinholeImage
     from service.localize.stars import _grey, _stars_in_sky
     from starid import build_catalog
     from starid.centroids import detect_stars, frame_from_array
@@ -155,17 +155,6 @@ def test_the_airglow_band_breaks_into_no_false_stars(sky):
     assert len(xy) >= 6 and true_share(xy) > 0.9
 
 
-def _ground_mask(view) -> np.ndarray:
-    from geo.attitude_footprint import earth_fixed_rotation
-    from geo.ecef import intersect_ellipsoid
-
-    image = view.image_geometry()
-    v, u = np.mgrid[0:image.height, 0:image.width] + 0.5
-    rays = image.camera_rays(u, v) @ earth_fixed_rotation(view.rotation_icrs(), view.view.capture_time).T
-    _, hit = intersect_ellipsoid(view.view.camera().position, rays)
-    return hit
-
-
 def test_a_ground_as_dark_as_space_passes_when_starless_and_fails_when_starry(night, catalog):
     """A night ocean can be as dark as space: the check that the solution's ground is not sky then
     asks for space's stars, which a dark ocean lacks and sky wrongly called ground has."""
@@ -173,7 +162,7 @@ def test_a_ground_as_dark_as_space_passes_when_starless_and_fails_when_starry(ni
     state = iss_state_itrs(view.reported_time, sample_tles())
     lens = LensGuess.of(35.0, 36.0)
     image = _decoded(rendered.jpeg).astype(float)
-    ground = _ground_mask(view)
+    ground = cast_view(view.view.camera())[2].hit.copy()  # the pixels that see the Earth, as rendered
     space_level = np.median(image[~ground], axis=0)
     ground[: image.shape[0] // 2] = False  # the Earth's lower part, away from the limb: a night ocean
     rng = np.random.default_rng(5)
