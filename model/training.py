@@ -58,7 +58,7 @@ from world.catalogue import read_photos
 log = logging.getLogger(__name__)
 LOSSES = ("pair", "ms", "pair+ms")
 SCHEDULES = ("constant", "cosine")
-HEAD_INITS = ("random", "whitening")
+HEAD_INITS = ("random", "whitening", "pca-whitening")
 # Augmentations by name: "jitter" is mild brightness/contrast only (what the from-scratch demo
 # model used), "photo" the paper's Sec. 4 set: rotations, crops, colours, haze (model/augment.py).
 AUGMENTATIONS = {
@@ -88,8 +88,10 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine (down to lr / 10), after lr_warmup linear steps
     lr_warmup: int = 0
     head_warmup: int = 0  # first iterations with the whole backbone frozen: the head learns first
-    head_init: str = "random"  # random | whitening (learned whitening on the training pairs, model.whitening)
+    head_init: str = "random"  # random | whitening (learned, on the training pairs) | pca-whitening
+    # (PCA of the database tiles' descriptors, no labels): closed-form heads of model.whitening
     whitening_shrinkage: float = 0.1  # of the within-place covariance towards its mean eigenvalue
+    whitening_power: float = 0.25  # pca-whitening: variances to the power -this (0.5 whitens fully)
     frozen_stages: int = 0  # backbone stem + this many block stages never trained (EfficientNet-Lite)
     freeze_bn: bool = False  # keep the initialisation's batch-norm statistics (BN layers in eval mode)
     augment: str = "jitter"  # none | jitter | photo (AUGMENTATIONS)
@@ -131,9 +133,12 @@ class TrainConfig:
             raise ValueError(f"losses must be one of {LOSSES}, got {self.losses!r}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
-        for name in ("iterations", "batch_pairs", "batch_quads", "clusters", "mining_every", "checkpoint_every"):
+        for name in ("batch_pairs", "batch_quads", "clusters", "mining_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        # 0 iterations: the closed-form head alone is the model (configs/demo-lite-pca.json).
+        if self.iterations < (0 if self.head_init != "random" else 1):
+            raise ValueError("iterations must be >= 1 (>= 0 with a closed-form head_init)")
         if not 0 < self.t_iou < 1 or self.lr <= 0:
             raise ValueError("t_iou must lie in (0, 1) and lr be positive")
         if self.schedule not in SCHEDULES:
@@ -148,6 +153,8 @@ class TrainConfig:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if not 0.0 <= self.whitening_shrinkage < 1.0:
             raise ValueError("whitening_shrinkage must lie in [0, 1)")
+        if not 0.0 <= self.whitening_power <= 0.5:
+            raise ValueError("whitening_power must lie in [0, 0.5]")
         if self.evaluation_rotate not in ("database", "query"):
             raise ValueError(f"evaluation_rotate must be 'database' or 'query', got {self.evaluation_rotate!r}")
 
@@ -342,30 +349,41 @@ class CachedPrefix:
 ProgressFn = Callable[[float, dict], None]
 
 
-def whitening_head(net, data: WorldData, cache: CachedPrefix | None, shrinkage: float) -> None:  # noqa: ANN001
-    """``head_init: "whitening"``: the projection fitted in closed form (model.whitening) on the
-    pooled descriptors of every training photo and each of its positive tiles, turned as the
-    photo, the pairs the pair loss sees."""
+def whitening_head(net, data: WorldData, cache: CachedPrefix | None, config: TrainConfig) -> None:  # noqa: ANN001
+    """``head_init`` "whitening" or "pca-whitening": the projection fitted in closed form
+    (model.whitening) on the pooled descriptors, of every training photo and each of its
+    positive tiles turned as the photo (the pairs the pair loss sees), or of every database tile
+    at its 4 rotations (no labels: the places the service searches)."""
     from model.descriptors import describe
-    from model.whitening import learned_whitening, set_linear
+    from model.whitening import learned_whitening, pca_whitening, set_linear
 
-    pairs = np.array([(q, int(t)) for q in range(len(data.train_images)) for t in data.positives[q]], dtype=np.int64)
-    q_idx, t_idx = pairs[:, 0], pairs[:, 1]
     projection = net.projection
     net.projection = torch.nn.Identity()  # the pooled descriptor itself (GeM's output is L2-normalised)
     try:
-        if cache is not None:
-            photos = suffix_descriptors(net, cache.train[q_idx][:, None], cache.stages)[:, 0]
-            tiles = suffix_descriptors(net, cache.tiles[t_idx, data.train_rotation[q_idx]][:, None], cache.stages)[:, 0]
+        if config.head_init == "pca-whitening":
+            tiles = (suffix_descriptors(net, cache.tiles, cache.stages) if cache is not None
+                     else describe(net, list(data.tile_images), rotations=ROTATIONS))
+            weight, bias = pca_whitening(tiles.reshape(-1, tiles.shape[-1]), projection.out_features,
+                                         config.whitening_power)
+            fitted_on = f"{len(tiles)} database tiles x {tiles.shape[1]} rotations"
         else:
-            photos = describe(net, data.train_images[q_idx], rotations=(0,))[:, 0]
-            turned = [np.rot90(data.tile_images[t], data.train_rotation[q]) for q, t in zip(q_idx, t_idx)]
-            tiles = describe(net, np.stack(turned), rotations=(0,))[:, 0]
+            pairs = np.array([(q, int(t)) for q in range(len(data.train_images)) for t in data.positives[q]],
+                             dtype=np.int64)
+            q_idx, t_idx = pairs[:, 0], pairs[:, 1]
+            if cache is not None:
+                photos = suffix_descriptors(net, cache.train[q_idx][:, None], cache.stages)[:, 0]
+                tiles = suffix_descriptors(net, cache.tiles[t_idx, data.train_rotation[q_idx]][:, None],
+                                           cache.stages)[:, 0]
+            else:
+                photos = describe(net, data.train_images[q_idx], rotations=(0,))[:, 0]
+                turned = [np.rot90(data.tile_images[t], data.train_rotation[q]) for q, t in zip(q_idx, t_idx)]
+                tiles = describe(net, np.stack(turned), rotations=(0,))[:, 0]
+            weight, bias = learned_whitening(photos, tiles, projection.out_features, config.whitening_shrinkage)
+            fitted_on = f"{len(pairs)} training pairs"
     finally:
         net.projection = projection
-    weight, bias = learned_whitening(photos, tiles, projection.out_features, shrinkage)
     set_linear(projection, weight, bias)
-    log.info("head initialised by learned whitening on %d training pairs", len(pairs))
+    log.info("head initialised by %s on %s", config.head_init, fitted_on)
 
 
 def train_mode(net: torch.nn.Module, frozen: list[torch.nn.Module], freeze_bn: bool) -> None:
@@ -465,8 +483,8 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
     cache = CachedPrefix(net, data, config, validation, out, pair_augmentation) if config.cache_prefix else None
     if cache is not None:
         log.info("frozen prefix cached: %.0f s since the start", time.perf_counter() - started)
-    if iteration == 0 and config.head_init == "whitening":
-        whitening_head(net, data, cache, config.whitening_shrinkage)
+    if iteration == 0 and config.head_init != "random":
+        whitening_head(net, data, cache, config)
 
     def batch_tensor(images) -> torch.Tensor:  # noqa: ANN001
         return preprocess([np.ascontiguousarray(i) for i in images], net.config)

@@ -1,5 +1,11 @@
-"""Learned whitening: a linear head fitted in closed form on matching pairs, the starting point
-of a head that must not begin below the descriptor it projects.
+"""Closed-form linear heads: the starting point of a head that must not begin below the
+descriptor it projects. Two of them:
+
+- :func:`pca_whitening` needs no labels: PCA of the database's own descriptors (every tile at
+  its 4 rotations, the places the service searches), the kept directions scaled by their
+  variance to the power ``-power`` (Jegou & Chum, ECCV 2012: 0.5 whitens fully; a smaller power
+  only tempers the dominant directions, which on few dimensions' worth of places overfits less);
+- :func:`learned_whitening` (below) is fitted on matching photo-tile pairs.
 
 Radenović, Tolias, Chum, "Fine-tuning CNN Image Retrieval with No Human Annotation" (TPAMI 2018),
 Sec. 3.3 ("learned discriminative whitening"): with f the (L2-normalised) pooled descriptors,
@@ -57,6 +63,29 @@ def learned_whitening(queries: np.ndarray, positives: np.ndarray, dim: int,
     # Adam moves each weight by about lr per step, which on raw whitening entries (~1/sqrt of the
     # within-place variances: tens) would leave the head where it started.
     weight *= 1.0 / (math.sqrt(features) * weight.std())
+    return weight.astype(np.float32), (-weight @ mean).astype(np.float32)
+
+
+def pca_whitening(descriptors: np.ndarray, dim: int, power: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (dim, D), bias (dim,)) of the PCA-whitening head of ``descriptors`` (N, D):
+    head(f) = diag(lambda_k^-power) V_k^T (f - m) over the top ``dim`` principal directions V_k
+    (variances lambda_k) of the descriptors; unsupervised (see the module docstring)."""
+    descriptors = np.asarray(descriptors, np.float64)
+    if descriptors.ndim != 2:
+        raise ValueError(f"descriptors must be an (N, D) array, got shape {descriptors.shape}")
+    count, features = descriptors.shape
+    if not 0 < dim <= min(features, count):
+        raise ValueError(f"dim must lie in 1..{min(features, count)}, got {dim}")
+    if not 0.0 <= power <= 0.5:
+        raise ValueError(f"power must lie in [0, 0.5] (0.5 whitens fully), got {power}")
+    mean = descriptors.mean(axis=0)
+    centred = descriptors - mean
+    values, vectors = np.linalg.eigh(centred.T @ centred / count)
+    order = np.argsort(values)[::-1][:dim]
+    # Directions of (numerically) zero variance would be blown up by the inverse power.
+    scale = np.maximum(values[order], 1e-6 * values[order[0]]) ** -power
+    weight = (vectors[:, order] * scale).T
+    weight *= 1.0 / (math.sqrt(features) * weight.std())  # the optimiser's scale, as learned_whitening
     return weight.astype(np.float32), (-weight @ mean).astype(np.float32)
 
 
