@@ -361,8 +361,7 @@ def whitening_head(net, data: WorldData, cache: CachedPrefix | None, config: Tra
     net.projection = torch.nn.Identity()  # the pooled descriptor itself (GeM's output is L2-normalised)
     try:
         if config.head_init == "pca-whitening":
-            tiles = (suffix_descriptors(net, cache.tiles, cache.stages) if cache is not None
-                     else describe(net, list(data.tile_images), rotations=ROTATIONS))
+            tiles = cache.database(net, 4) if cache is not None else describe_tiles(net, data.tile_images)
             weight, bias = pca_whitening(tiles.reshape(-1, tiles.shape[-1]), projection.out_features,
                                          config.whitening_power)
             fitted_on = f"{len(tiles)} database tiles x {tiles.shape[1]} rotations"

@@ -57,13 +57,7 @@ def learned_whitening(queries: np.ndarray, positives: np.ndarray, dim: int,
     centred = (every - mean) @ whiten.T
     between_values, between_vectors = np.linalg.eigh(centred.T @ centred / len(every))
     kept = between_vectors[:, np.argsort(between_values)[::-1][:dim]]  # (D, dim)
-    weight = kept.T @ whiten
-    # The descriptor is L2-normalised after the head, so a common scale changes nothing here; but
-    # an optimiser's steps are sized for weights of a default-initialised layer (entries ~1/sqrt(D)):
-    # Adam moves each weight by about lr per step, which on raw whitening entries (~1/sqrt of the
-    # within-place variances: tens) would leave the head where it started.
-    weight *= 1.0 / (math.sqrt(features) * weight.std())
-    return weight.astype(np.float32), (-weight @ mean).astype(np.float32)
+    return _head(kept.T @ whiten, mean)
 
 
 def pca_whitening(descriptors: np.ndarray, dim: int, power: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +78,17 @@ def pca_whitening(descriptors: np.ndarray, dim: int, power: float = 0.25) -> tup
     order = np.argsort(values)[::-1][:dim]
     # Directions of (numerically) zero variance would be blown up by the inverse power.
     scale = np.maximum(values[order], 1e-6 * values[order[0]]) ** -power
-    weight = (vectors[:, order] * scale).T
-    weight *= 1.0 / (math.sqrt(features) * weight.std())  # the optimiser's scale, as learned_whitening
+    return _head((vectors[:, order] * scale).T, mean)
+
+
+def _head(weight: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of the linear layer computing ``weight @ (f - mean)``, at an optimiser's scale.
+
+    The descriptor is L2-normalised after the head, so a common scale changes nothing here; but
+    an optimiser's steps are sized for weights of a default-initialised layer (entries ~1/sqrt(D)):
+    Adam moves each weight by about lr per step, which on raw whitening entries (~1/sqrt of the
+    within-place variances: tens) would leave the head where it started."""
+    weight = weight / (math.sqrt(weight.shape[1]) * weight.std())
     return weight.astype(np.float32), (-weight @ mean).astype(np.float32)
 
 

@@ -274,6 +274,12 @@ def test_a_cached_prefix_run_gives_the_full_networks_descriptors_and_resumes(tin
 # --- learned whitening: a head that starts from the pooled descriptor, not a random projection -----
 
 
+def nearest_is_right(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of rows of ``a`` whose nearest row of ``b`` (cosine) is the same row."""
+    a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float(np.mean(np.argmax(a @ b.T, axis=1) == np.arange(len(a))))
+
+
 def test_learned_whitening_brings_matching_pairs_together_and_keeps_places_apart():
     from model.whitening import learned_whitening
 
@@ -285,10 +291,6 @@ def test_learned_whitening_brings_matching_pairs_together_and_keeps_places_apart
     queries, positives = places + nuisance, places + 0.1 * rng.normal(size=(300, 32))
     weight, bias = learned_whitening(queries, positives, dim=16)
     assert weight.shape == (16, 32) and bias.shape == (16,)
-
-    def nearest_is_right(a: np.ndarray, b: np.ndarray) -> float:
-        a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
-        return float(np.mean(np.argmax(a @ b.T, axis=1) == np.arange(len(a))))
 
     raw = nearest_is_right(queries, positives)
     whitened = nearest_is_right(queries @ weight.T + bias, positives @ weight.T + bias)
@@ -311,10 +313,6 @@ def test_pca_whitening_needs_no_labels_to_temper_bursty_directions():
         return np.pad(places, ((0, 0), (0, 4))) + nuisance + 0.05 * rng.normal(size=(400, 36))
 
     database, queries = view(), view()
-
-    def nearest_is_right(a: np.ndarray, b: np.ndarray) -> float:
-        a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
-        return float(np.mean(np.argmax(a @ b.T, axis=1) == np.arange(len(a))))
 
     raw = nearest_is_right(queries, database)
     accuracy = {}
