@@ -5,7 +5,7 @@ threshold set for 99.9% precision on right vs wrong candidates. Here that thresh
 probability of a logistic regression over the inlier count (and the share of tentative matches
 that are inliers), so that ``confidence`` is a probability:
 
-    P(right | match) = 1 / (1 + exp(-(b0 + b1 * log(1 + inliers))))
+    P(right | match) = 1 / (1 + exp(-(b0 + b1 * log(1 + inliers) + b3 * [no camera])))
 
 fitted by `astroloc bench localize` on every candidate it refines (right: a plausible outline
 whose IoU with the truth is >= 0.5; wrong: everything else, refused outlines included), and
@@ -17,7 +17,10 @@ with more inliers is the answer: on the demo world the "right place, loose outli
 (IoU 0.41-0.50 at 60-107 inliers) set that rule's threshold at 108 inliers, refusing a third of
 the right answers; the rule over candidates remains for fits without photos. (``b2``,
 a term in the share of tentative matches that are inliers, is kept at 0: refused candidates have
-no such share to fit it on.) Inliers alone cannot tell a tight outline from a loose one on the right place (the
+no such share to fit it on.) ``b3`` applies when no resected camera explains the inliers (geo.resection
+refused them, and the corners are the homography's): on the demo world every wrong candidate that
+kept a plausible outline was such a one (12 of 53 homography outlines, against 0 of 1759 camera
+ones), so those outlines need more inliers to be believed, and the camera ones fewer. Inliers alone cannot tell a tight outline from a loose one on the right place (the
 "right place, loose outline" near-misses), so a second, geometric criterion follows: the photo's
 corners must agree between the last two EarthMatch iterations (``corner_shift``, in units of the
 outline's diagonal), as a converged fit does.
@@ -49,22 +52,30 @@ TARGET_PRECISION = 0.999
 class Acceptance:
     """A fitted acceptance rule (defaults: the fit of `astroloc bench localize` in docs/benchmarks.md)."""
 
-    # Fitted 2026-12-01 20:44 UTC by `astroloc bench localize --photos 1000` on 2120 candidates (1733
-    # right) of the demo world's 212 test photos, thresholded at 99.9% precision over answers
-    # (docs/benchmarks.md, "Calibrated acceptance"); 6 wrong candidates kept a plausible outline.
-    intercept: float = -5.62
-    coef_log_inliers: float = 3.39
+    # Fitted by `astroloc bench localize --photos 1000` (matched 2026-12-02 05:30 UTC; SIFT contrast
+    # 0.02) on 2120 candidates (1800 right) of the demo world's 212 test photos, thresholded at 99.9%
+    # precision over answers (docs/benchmarks.md, "Calibrated acceptance"); 12 wrong candidates kept
+    # a plausible outline, every one of them with the homography's corners (no camera).
+    intercept: float = -4.96
+    coef_log_inliers: float = 2.68
     coef_inlier_ratio: float = 0.0
-    min_probability: float = 0.9253  # ~10 inliers
+    coef_no_camera: float = -2.18  # added when no camera explains the inliers (the homography's corners)
+    min_probability: float = 0.8439  # ~11 inliers with a camera, ~26 without
     max_corner_shift: float = 0.19  # corners may move this much (x outline diagonal) in the last iteration
-    uncertainty_scale: float = 1.45
+    uncertainty_scale: float = 1.13
     uncertainty_floor_km: float = 5.0
     fitted_on: dict = field(default_factory=dict)  # what the fit saw (candidates, precision reached ...)
 
-    def probability(self, inliers: int, inlier_ratio: float) -> float:
-        """P(the candidate's outline is right | its inliers), from the logistic model."""
-        z = self.intercept + self.coef_log_inliers * math.log1p(max(0, inliers)) + self.coef_inlier_ratio * inlier_ratio
+    def probability(self, inliers: int, inlier_ratio: float, camera: bool = True) -> float:
+        """P(the candidate's outline is right | its inliers, whether a camera explains them), from
+        the logistic model."""
+        z = (self.intercept + self.coef_log_inliers * math.log1p(max(0, inliers)) + self.coef_inlier_ratio * inlier_ratio
+             + (0.0 if camera else self.coef_no_camera))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def probability_of(self, scored: Scored) -> float:
+        """:meth:`probability` of a refined candidate as the fit sees it."""
+        return self.probability(scored.inliers, scored.inlier_ratio, scored.camera or not scored.plausible)
 
     def refusal(self, probability: float, corner_shift: float | None) -> str | None:
         """Why a non-degenerate match is refused, or None when it is accepted."""
@@ -108,6 +119,7 @@ class Scored:
     spread_km: tuple[float, ...] | None = None  # per corner, before scaling
     corner_error_km: tuple[float, ...] | None = None  # per corner, against the truth
     plausible: bool = True  # False: the outline was refused (no footprint): a wrong candidate
+    camera: bool = True  # a resected camera gave the corners (False: the homography's)
 
 
 def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
@@ -123,12 +135,17 @@ def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
     labels = np.array([s.right for s in usable])
     if len(usable) < 10 or labels.all() or not labels.any():
         raise ValueError(f"need right and wrong candidates to fit on ({int(labels.sum())} right of {len(usable)})")
-    x = np.array([[math.log1p(s.inliers)] for s in usable])
+    # The camera term is over plausible outlines only: a refused one has no corners to judge.
+    no_camera = np.array([s.plausible and not s.camera for s in usable], float)
+    x = np.column_stack([[math.log1p(s.inliers) for s in usable], no_camera])
+    if not no_camera.any():  # nothing to fit it on
+        x = x[:, :1]
     model = LogisticRegression(C=10.0, max_iter=1000).fit(x, labels)
     b1, b0, b2 = model.coef_[0][0], model.intercept_[0], 0.0
-    fitted = Acceptance(float(b0), float(b1), float(b2), base.min_probability, base.max_corner_shift,
+    b3 = model.coef_[0][1] if x.shape[1] > 1 else 0.0
+    fitted = Acceptance(float(b0), float(b1), float(b2), float(b3), base.min_probability, base.max_corner_shift,
                         base.uncertainty_scale, base.uncertainty_floor_km)
-    probabilities = np.array([fitted.probability(s.inliers, s.inlier_ratio) for s in usable])
+    probabilities = np.array([fitted.probability_of(s) for s in usable])
 
     # The geometric criterion first: a shift limit that keeps 99% of right outlines.
     shifts = np.array([s.corner_shift if s.corner_shift is not None else 0.0 for s in usable])
@@ -152,7 +169,7 @@ def fit_acceptance(scored: list[Scored], precision: float = TARGET_PRECISION,
     scale = fit_uncertainty_scale(accepted_right, base.uncertainty_floor_km, default=base.uncertainty_scale)
     kept, reached = passes & (probabilities >= threshold), judged(threshold)
     return Acceptance(
-        float(b0), float(b1), float(b2), min_probability=threshold, max_corner_shift=max_shift,
+        float(b0), float(b1), float(b2), float(b3), min_probability=threshold, max_corner_shift=max_shift,
         uncertainty_scale=scale, uncertainty_floor_km=base.uncertainty_floor_km,
         fitted_on={"candidates": len(usable), "right": int(labels.sum()), "accepted": int(kept.sum()),
                    "precision": round(float(labels[reached].mean()), 5) if reached.any() else None,

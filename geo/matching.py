@@ -103,24 +103,31 @@ def _to_features(keypoints, descriptors, root: bool, norm: int) -> Features:  # 
     return Features(points, root_sift(descriptors) if root else descriptors, norm)
 
 
+# OpenCV's default SIFT contrast threshold: keypoints of weaker extrema are dropped.
+SIFT_CONTRAST = 0.04
+
+
 def detect(image: np.ndarray, max_features: int, mask: np.ndarray | None = None, *,
-           features: str = "sift", root: bool = True) -> Features:
-    """Keypoints and descriptors of a grey (or RGB, then CLAHE-equalised) image."""
+           features: str = "sift", root: bool = True, contrast: float = SIFT_CONTRAST) -> Features:
+    """Keypoints and descriptors of a grey (or RGB, then CLAHE-equalised) image; ``contrast``:
+    SIFT's threshold on an extremum's contrast (lower keeps the faint ones of flat ground)."""
     grey = gray(image) if image.ndim == 3 else image
     if features == "orb":
         keypoints, descriptors = cv2.ORB_create(nfeatures=max_features).detectAndCompute(grey, mask)
         return _to_features(keypoints, descriptors, False, cv2.NORM_HAMMING)
-    keypoints, descriptors = cv2.SIFT_create(nfeatures=max_features).detectAndCompute(grey, mask)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast)
+    keypoints, descriptors = sift.detectAndCompute(grey, mask)
     return _to_features(keypoints, descriptors, root, cv2.NORM_L2)
 
 
 def detect_affine(image: np.ndarray, max_features_per_view: int, tilts: int, mask: np.ndarray | None = None,
-                  *, root: bool = True) -> Features:
+                  *, root: bool = True, contrast: float = SIFT_CONTRAST) -> Features:
     """ASIFT: SIFT on the photo's affine simulations (tilts sqrt(2)^1..sqrt(2)^tilts, and the
     photo itself), keypoints in the photo's pixel frame, descriptors pooled."""
     grey = gray(image) if image.ndim == 3 else image
-    asift = cv2.AffineFeature_create(cv2.SIFT_create(nfeatures=max_features_per_view), maxTilt=tilts, minTilt=0,
-                                     tiltStep=AFFINE_TILT_STEP, rotateStepBase=AFFINE_ROTATE_STEP_DEG)
+    sift = cv2.SIFT_create(nfeatures=max_features_per_view, contrastThreshold=contrast)
+    asift = cv2.AffineFeature_create(sift, maxTilt=tilts, minTilt=0, tiltStep=AFFINE_TILT_STEP,
+                                     rotateStepBase=AFFINE_ROTATE_STEP_DEG)
     keypoints, descriptors = asift.detectAndCompute(grey, mask)
     return _to_features(keypoints, descriptors, root, cv2.NORM_L2)
 

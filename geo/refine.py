@@ -33,7 +33,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.acceptance import Acceptance
 from geo.footprint import footprint_polygon
-from geo.matching import Features, content_mask, detect, detect_affine, gray, match
+from geo.matching import SIFT_CONTRAST, Features, content_mask, detect, detect_affine, gray, match
 from geo.resection import resect
 
 FEATURES = ("sift", "orb")  # OpenCV 5 moved AKAZE out of the main package
@@ -96,6 +96,10 @@ class RefineParams:
     query_features: int = 2000  # keypoints of the photo
     query_max_side: int = 512  # the photo is matched at this size (320 loses 5% of the photos: docs/refinement.md)
     ratio: float = 0.8  # Lowe's ratio test
+    # SIFT's contrast threshold (geo.matching.detect): half OpenCV's. Hazy, cloudy and ocean photos
+    # keep their faint keypoints: 8 of the 23 demo-world misses given a right tile recovered, 0 wrong
+    # (docs/refinement.md), for ~40% more matching time.
+    sift_contrast: float = SIFT_CONTRAST / 2
     ransac_reproj_px: float = 6.0
     max_scale: float = 12.0  # the photo may be at most this much larger/smaller than in the surroundings
     min_angle_deg: float = 15.0  # quadrilateral corners sharper than this are shear, not perspective
@@ -202,19 +206,22 @@ class PreparedQuery:
         mask = content_mask(small) if params.mask else None
         grey = gray(small)
         to_small = np.diag([small.shape[1] / width, small.shape[0] / height, 1.0])
-        features = detect(grey, params.query_features, mask, features=params.features, root=params.root_sift)
+        features = detect(grey, params.query_features, mask, features=params.features, root=params.root_sift,
+                          contrast=params.sift_contrast)
         return cls(width, height, grey, mask, to_small, features, params)
 
     @property
     def affine_features(self) -> Features:
         if self._affine is None:
             self._affine = detect_affine(self.small, max(200, self.params.query_features // 4),
-                                         self.params.affine_tilts, self.mask, root=self.params.root_sift)
+                                         self.params.affine_tilts, self.mask, root=self.params.root_sift,
+                                         contrast=self.params.sift_contrast)
         return self._affine
 
 
 def _surrounding_features(grey: np.ndarray, params: RefineParams, mask: np.ndarray | None = None) -> Features:
-    return detect(grey, params.max_features, mask, features=params.features, root=params.root_sift)
+    return detect(grey, params.max_features, mask, features=params.features, root=params.root_sift,
+                  contrast=params.sift_contrast)
 
 
 def _homography(src: np.ndarray, dst: np.ndarray, params: RefineParams) -> tuple[np.ndarray | None, np.ndarray]:
@@ -451,7 +458,7 @@ def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, ro
                    method, tentative, shift, model="camera" if camera is not None else "homography",
                    surrounding_bounds=surrounding.bounds, corners_lonlat=corners_lonlat)
     if reason is None:
-        confidence = params.acceptance.probability(inliers, match_.inlier_ratio)
+        confidence = params.acceptance.probability(inliers, match_.inlier_ratio, camera=camera is not None)
         match_.confidence = round(confidence, 6)
         reason = params.acceptance.refusal(confidence, shift)
         if camera is not None and np.isfinite(camera.corner_spread_km).all():

@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> None:
         def zoom_in(corners_lonlat):  # noqa: ANN001, ANN202
             return zoom_in_surrounding(source, corners_lonlat, max_zoom=args.zoom_in)
     photos = read_photos(args.world, split="test", limit=args.photos)
+    if args.only:  # e.g. the misses `astroloc bench localize` reports
+        wanted = set(args.only.split(","))
+        photos = [p for p in read_photos(args.world, split="test") if p.photo_id in wanted]
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +225,8 @@ def _scored(record: dict):  # noqa: ANN202
     tentative = m.get("tentative") or 0
     return Scored(m["inliers"], m["inliers"] / tentative if tentative else 0.0, m.get("corner_shift"),
                   right_ok(record), tuple(m["corner_uncertainty_km"]) if m.get("corner_uncertainty_km") else None,
-                  tuple(record["corner_error_km"]) if record.get("corner_error_km") else None)
+                  tuple(record["corner_error_km"]) if record.get("corner_error_km") else None,
+                  plausible=m["reason"] is None or m.get("confidence") is not None, camera=m.get("model") == "camera")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -242,7 +246,7 @@ def report(args: argparse.Namespace) -> None:
                               fitted_on={"note": str(exc)})
         def accepted(r: dict) -> bool:  # noqa: E306
             s = _scored(r)
-            return r["match"]["reason"] is None and rule.refusal(rule.probability(s.inliers, s.inlier_ratio), s.corner_shift) is None
+            return r["match"]["reason"] is None and rule.refusal(rule.probability_of(s), s.corner_shift) is None
         print(f"## {path}: {len(right)} photos, {len(wrong)} wrong candidates; acceptance fitted for "
               f"{args.precision:.1%} precision: P >= {rule.min_probability:.3f}, corner shift <= {rule.max_corner_shift:.3f}, "
               f"uncertainty scale {rule.uncertainty_scale:.2f} (+{rule.uncertainty_floor_km} km); {rule.fitted_on}")
@@ -293,6 +297,7 @@ def main() -> None:
     p.add_argument("--candidate-zoom", type=int, default=0, help="candidates at this zoom, not the matching one")
     p.add_argument("--upscale", type=int, default=0, help="resize photos to this width first (large inputs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", default="", help="comma-separated photo ids of the test split (instead of --photos)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a RefineParams field")
     p.add_argument("--out", required=True)
     p.set_defaults(func=run)

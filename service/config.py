@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     )
     refine_max_features: int = Field(_REFINE_DEFAULTS.max_features, ge=100, description="Keypoints per image.")
     refine_query_max_side: int = Field(_REFINE_DEFAULTS.query_max_side, ge=64, description="Photos are matched at this size (px).")
+    refine_sift_contrast: float = Field(_REFINE_DEFAULTS.sift_contrast, gt=0.0, le=0.2,
+                                        description="SIFT's contrast threshold (OpenCV's default: 0.04).")
     demo_photos: int = Field(5, ge=1, le=200, description="Held-out photos `astroloc demo` localizes.")
     localize_max_candidates: int = Field(
         10, ge=1, le=100, description="Retrieval candidates the refinement job tries at most."

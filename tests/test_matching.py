@@ -143,6 +143,25 @@ def test_acceptance_is_fitted_to_the_target_precision():
         fit_acceptance(right)
 
 
+def test_outlines_no_camera_explains_need_more_inliers_when_they_are_the_wrong_ones():
+    """The demo world's wrong plausible outlines all had the homography's corners: the fit learns
+    that and lets a camera outline through at an inlier count where a homography one is refused."""
+    rng = np.random.default_rng(6)
+    right = [Scored(int(n), 0.5, 0.01, True, camera=True) for n in rng.integers(12, 300, 300)]
+    right += [Scored(int(n), 0.5, 0.01, True, camera=False) for n in rng.integers(40, 300, 30)]
+    wrong = [Scored(int(n), 0.4, 0.01, False, camera=False) for n in rng.integers(20, 200, 12)]  # loose outlines
+    refused = [Scored(int(n), 0.0, None, False, plausible=False, camera=False) for n in rng.integers(0, 8, 600)]
+    fitted = fit_acceptance(right + wrong + refused, precision=0.999)
+    assert fitted.coef_no_camera < 0
+    assert fitted.probability(30, 0.5, camera=True) > fitted.probability(30, 0.5, camera=False)
+    assert fitted.refusal(fitted.probability(50, 0.5, camera=True), 0.01) is None
+    assert fitted.refusal(fitted.probability(50, 0.5, camera=False), 0.01) is not None
+    # A refused outline is judged by its inliers only (it has no corners for a camera to explain).
+    assert fitted.probability_of(refused[0]) == fitted.probability(refused[0].inliers, 0.0, camera=True)
+    # Without any homography outline to fit on, the term stays 0.
+    assert fit_acceptance([s for s in right if s.camera] + refused).coef_no_camera == 0.0
+
+
 def test_acceptance_over_answers_ignores_wrong_candidates_that_are_never_the_answer():
     """A near-miss with many inliers on a photo whose right candidate has more is never what the
     user gets: the precision of answers lets the threshold sit below it, the precision over

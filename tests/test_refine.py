@@ -181,12 +181,13 @@ def test_weak_labels_become_full_footprints(localize_world, tmp_path, monkeypatc
     assert len(ious) >= 2 and min(ious) >= 0.5, ious
 
 
-def test_the_service_settings_default_to_the_refinement_defaults():
+def test_the_service_settings_default_to_the_refinement_defaults(tmp_path):
     from service.config import Settings
     from service.localize.refine import refine_params
 
-    assert refine_params(Settings()) == RefineParams()  # one copy of each default: geo.refine's
-    tuned = refine_params(Settings(refine_min_inliers=25, refine_features="orb"))
+    # A data directory where `bench localize` refitted no acceptance (it would replace the default's).
+    assert refine_params(Settings(data_dir=tmp_path)) == RefineParams()  # one copy of each default: geo.refine's
+    tuned = refine_params(Settings(data_dir=tmp_path, refine_min_inliers=25, refine_features="orb"))
     assert (tuned.min_inliers, tuned.features) == (25, "orb")
 
 
@@ -271,3 +272,36 @@ def test_the_photo_is_matched_upright_and_dated_from_its_exif(tmp_path):
     assert turned.shape == reference.shape == (60, 40, 3) and np.array_equal(turned, reference)
     assert read_exif(b"not an image").orientation == 1  # nothing to read: nothing changed
 
+
+
+@pytest.fixture(scope="module")
+def hazy_ocean():
+    """A near-vertical 30 mm view of the open Southern Ocean through thick haze: only the faint
+    bathymetry of Blue Marble's sea floor to match (like the demo world's ocean misses)."""
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    from world.photosim import NO_NUISANCES
+    from world.view import ViewSpec, render_view
+
+    return render_view(ViewSpec(datetime(2020, 3, 1, 9, 0, tzinfo=timezone.utc), 34.1, -51.7, 420.0, 2.0, 0.0, 0.0,
+                                30.0, width=512, height=512, nuisances=replace(NO_NUISANCES, haze_optical_depth=0.3)))
+
+
+def test_faint_ground_keeps_its_keypoints_and_a_wrong_ocean_still_fails(hazy_ocean):
+    from index.tiles import tile_at
+
+    source = BlueMarbleTileSource()
+    right = surrounding_image(source, tile_at(*hazy_ocean.footprint.centre, 5))
+    match = match_candidate(hazy_ocean.image, right, 0, RefineParams())
+    assert match.accepted, match.reason
+    truth = hazy_ocean.footprint.polygon
+    assert match.footprint.intersection(truth).area / match.footprint.union(truth).area > 0.9
+    # At OpenCV's own contrast threshold the faint sea floor gives a fraction of the inliers.
+    strict = match_candidate(hazy_ocean.image, right, 0, RefineParams(sift_contrast=0.04))
+    assert match.inliers > 3 * strict.inliers, (match.inliers, strict.inliers)
+    # The faint keypoints do not make a wrong stretch of ocean (the South Pacific) look right.
+    for rotation in (0, 90, 180, 270):
+        wrong = match_candidate(hazy_ocean.image, surrounding_image(source, tile_at(-120.0, -50.0, 5)), rotation,
+                                RefineParams())
+        assert not wrong.accepted, (rotation, wrong.inliers)

@@ -5,6 +5,10 @@ and the TLEs, retrieval in the tile index, EarthMatch refinement of the top cand
 in-process so that retrieval and refinement are timed separately. A retrieved tile is correct
 when it contains the centre of the photo's true footprint; an accepted footprint is correct when
 its IoU with the truth is at least 0.5.
+
+Every photo's outcome (each candidate's inliers per iteration, method, IoU, and why it was refused)
+is saved to ``<data_dir>/bench/localize-<split>.json``; ``--reuse`` reports and refits the
+acceptance from that file without matching again.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import json
 import platform
 import statistics
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from pyproj import Geod
@@ -41,6 +46,26 @@ _GEOD = Geod(ellps="WGS84")
 
 
 @dataclass
+class CandidateDetail:
+    """One refined candidate as the saved outcomes keep it (what the service's job report says of
+    it, plus the truth)."""
+
+    rank: int  # 1-based, in the order retrieval ranked it
+    tile: str
+    rotation: int
+    contains_centre: bool  # the tile holds the true footprint's centre: a right tile
+    inliers: int
+    tentative: int
+    inliers_per_iteration: list[int]
+    method: str
+    model: str
+    corner_shift: float | None
+    reason: str | None  # why the match was refused before the acceptance (degenerate outline ...)
+    iou: float | None  # of its outline with the truth (None: no outline)
+    runtime_s: float
+
+
+@dataclass
 class PhotoOutcome:
     photo_id: str
     first_correct_rank: int | None  # 1-based rank of the first correct tile among 100
@@ -49,6 +74,7 @@ class PhotoOutcome:
     candidates: list[tuple[int, float | None, float | None]]  # per candidate: inliers, IoU, centre error km
     scored: list[tuple[Scored, float, float]] = field(default_factory=list)  # plausible ones: (rule input, IoU, P)
     tilt_deg: float = 0.0
+    details: list[CandidateDetail] = field(default_factory=list)
 
     def localized(self, threshold: int) -> tuple[int, float, float] | None:
         """What the service answers at this inlier threshold: the accepted candidate with most
@@ -80,21 +106,25 @@ def evaluate_photo(settings: Settings, photo: WorldPhoto, top_k: int) -> PhotoOu
     candidates = found.candidates[:top_k]
     outcome = refine_photo(calibration, image, candidates, params=params)
     refinement_s = time.perf_counter() - started
-    scored, rule_input = [], []
-    for match in outcome.matches:
+    scored, rule_input, details = [], [], []
+    for rank, (candidate, match) in enumerate(zip(candidates, outcome.matches), start=1):
+        iou = None if match.footprint is None else footprint_iou(match.footprint, photo.truth)
+        details.append(CandidateDetail(rank, candidate.tile, candidate.rotation, rank in ranks, match.inliers,
+                                       match.tentative, list(match.inliers_per_iteration), match.method, match.model,
+                                       match.corner_shift, match.reason, iou, round(match.runtime_s, 3)))
         if match.footprint is None:
             scored.append((match.inliers, None, None))
             rule_input.append((Scored(match.inliers, match.inlier_ratio, None, False, plausible=False), 0.0, 0.0))
             continue
         found = match.footprint.centroid
         _, _, metres = _GEOD.inv(found.x, found.y, centre.x, centre.y)
-        iou = footprint_iou(match.footprint, photo.truth)
         scored.append((match.inliers, iou, metres / 1000.0))
         rule_input.append((Scored(match.inliers, match.inlier_ratio, match.corner_shift, iou >= CORRECT_IOU,
                                   tuple(match.corner_uncertainty_km or ()) or None,
-                                  tuple(_corner_errors_km(match.corners_lonlat, photo.corners))), iou, 0.0))
+                                  tuple(_corner_errors_km(match.corners_lonlat, photo.corners)),
+                                  camera=match.model == "camera"), iou, 0.0))
     return PhotoOutcome(photo.photo_id, ranks[0] if ranks else None, retrieval_s, refinement_s, scored, rule_input,
-                        float(photo.columns.get("TILT_DEG") or 0.0))
+                        float(photo.columns.get("TILT_DEG") or 0.0), details)
 
 
 def _corner_errors_km(corners_lonlat, truth_latlon) -> list[float]:  # noqa: ANN001
@@ -103,21 +133,87 @@ def _corner_errors_km(corners_lonlat, truth_latlon) -> list[float]:  # noqa: ANN
     return [_GEOD.inv(lon, lat, t[1], t[0])[2] / 1000.0 for (lon, lat), t in zip(corners_lonlat, (ul, ur, lr, ll), strict=True)]
 
 
-def run(settings: Settings, photos: int = 100, split: str = "test", top_k: int | None = None) -> str:
-    """Localize ``photos`` held-out photos of the demo world; returns the markdown report."""
+def outcomes_path(settings: Settings, split: str) -> Path:
+    return Path(settings.data_dir) / "bench" / f"localize-{split}.json"
+
+
+def save_outcomes(path: Path, identity: dict, outcomes: list[PhotoOutcome]) -> None:
+    """The outcomes with what produced them (model, index, top_k), for ``--reuse``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    measured = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    write_atomically(path, json.dumps({"identity": identity, "measured": measured,
+                                       "outcomes": [asdict(o) for o in outcomes]}).encode())
+
+
+def measured_at(path: Path) -> str:
+    """When the saved outcomes were matched (UTC; the file's time when it does not say)."""
+    written = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return json.loads(path.read_text()).get("measured", written)
+
+
+def load_outcomes(path: Path, identity: dict) -> list[PhotoOutcome]:
+    """Saved outcomes, refused (ValueError) when they were produced by another model, index or top_k."""
+    if not path.is_file():
+        raise ValueError(f"no saved outcomes at {path}: run `astroloc bench localize` without --reuse first")
+    saved = json.loads(path.read_text())
+    if saved.get("identity") != identity:
+        raise ValueError(f"{path} was produced with {saved.get('identity')}, not {identity}: run without --reuse")
+    outcomes = []
+    for raw in saved["outcomes"]:
+        raw["candidates"] = [tuple(c) for c in raw["candidates"]]
+        raw["details"] = [CandidateDetail(**d) for d in raw["details"]]
+        # The corner model is the details' to say (files of before Scored.camera lack it there).
+        raw["scored"] = [(Scored(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}
+                                 | {"camera": d.model == "camera"}), iou, p)
+                         for d, (s, iou, p) in zip(raw["details"], raw["scored"], strict=True)]
+        outcomes.append(PhotoOutcome(**raw))
+    return outcomes
+
+
+def run(settings: Settings, photos: int = 100, split: str = "test", top_k: int | None = None,
+        reuse: bool = False) -> str:
+    """Localize ``photos`` held-out photos of the demo world; returns the markdown report.
+    ``reuse``: report and refit from the outcomes the last run saved, without matching again."""
     stack = prepare_demo(settings, progress=True)
-    chosen = world_photos(settings, split, limit=photos)
     top_k = top_k or settings.localize_max_candidates
-    get_engine(settings)  # load the model and open the index before timing
-    outcomes = [evaluate_photo(settings, photo, top_k) for photo in tqdm(chosen, desc="photos")]
-    return _report(settings, stack, outcomes, split, top_k) + "\n\n" + refit_acceptance(settings, outcomes, top_k)
+    matching = {k: v for k, v in asdict(refine_params(settings)).items() if k != "acceptance"}
+    identity = {"model": stack.model.label(), "tiles_indexed": stack.tiles_indexed, "top_k": top_k,
+                "photos": photos, "matching": matching}
+    path = outcomes_path(settings, split)
+    chosen = world_photos(settings, split, limit=photos)
+    if reuse:
+        outcomes = load_outcomes(path, identity)
+    else:
+        get_engine(settings)  # load the model and open the index before timing
+        outcomes = [evaluate_photo(settings, photo, top_k) for photo in tqdm(chosen, desc="photos")]
+        save_outcomes(path, identity, outcomes)
+    report = [_report(settings, stack, outcomes, split, top_k),
+              refit_acceptance(settings, outcomes, top_k, {p.photo_id: p for p in chosen})]
+    if reuse:
+        report.insert(0, f"Reported from the outcomes saved in `{path}` (matched {measured_at(path)} UTC); "
+                         "the acceptance refitted on them.")
+    written = acceptance_path(settings)
+    report.append(misses_given_right_tile(outcomes, top_k, Acceptance.load(written) if written.is_file() else Acceptance()))
+    return "\n\n".join(report)
 
 
 TILT_CLASSES = (("near-vertical (< 20 deg)", 0.0, 20.0), ("low-oblique (20-55 deg)", 20.0, 55.0),
                 ("high-oblique (> 55 deg)", 55.0, 90.0), ("tilt >= 40 deg", 40.0, 90.0))
 
 
-def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: int) -> str:
+def scene_groups(outcomes: list[PhotoOutcome], photos: dict[str, WorldPhoto]) -> list[tuple[str, list[PhotoOutcome]]]:
+    """The photos by what their frame shows (the world catalogue's truth): open ocean has nothing
+    but Blue Marble's faint sea floor to match; clouds hide the ground."""
+    def column(o: PhotoOutcome, name: str) -> float:
+        return float(photos[o.photo_id].columns.get(name) or 0.0) if o.photo_id in photos else float("nan")
+
+    return [("open ocean (no land in the frame)", [o for o in outcomes if column(o, "LAND_FRACTION") == 0.0]),
+            ("land in the frame", [o for o in outcomes if column(o, "LAND_FRACTION") > 0.0]),
+            ("clouds >= 25%", [o for o in outcomes if column(o, "CLOUD_FRACTION") >= 0.25])]
+
+
+def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: int,
+                     photos: dict[str, WorldPhoto] | None = None) -> str:
     """Fit the acceptance (geo.acceptance: logistic over inliers, corner-shift limit, uncertainty
     scale) on every plausible candidate, write it where the service reads it, and report what the
     service answers with it."""
@@ -148,7 +244,8 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
         f"**Calibrated acceptance** (geo/acceptance.py, docs/refinement.md), fitted here on {fitted.fitted_on['candidates']} "
         f"candidates ({fitted.fitted_on['right']} right; {len(plausible)} with a plausible outline, "
         f"{sum(not s.right for s in plausible)} of those wrong): P(right) = 1 / (1 + exp(-({fitted.intercept:.2f} "
-        f"+ {fitted.coef_log_inliers:.2f} ln(1 + inliers)))); accepted when "
+        f"+ {fitted.coef_log_inliers:.2f} ln(1 + inliers) {fitted.coef_no_camera:+.2f} [no camera explains "
+        "the inliers]))); accepted when "
         f"P >= {fitted.min_probability:.4f} (99.9% precision over answers: each photo's most probable accepted "
         f"candidate) and the corners moved at most "
         f"{fitted.max_corner_shift:.1%} of the outline in the last iteration; corner_uncertainty_km = "
@@ -162,6 +259,7 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
     ]
     groups = [("all", outcomes)] + [(name, [o for o in outcomes if low <= o.tilt_deg < high])
                                     for name, low, high in TILT_CLASSES]
+    groups += scene_groups(outcomes, photos) if photos else []
     for name, group in groups:
         if not group:
             continue
@@ -188,7 +286,7 @@ def _answer(outcome: PhotoOutcome, acceptance: Acceptance) -> tuple | None:
     candidate as (scored, IoU, probability), or None."""
     taken = []
     for scored, iou, _ in outcome.scored:
-        probability = acceptance.probability(scored.inliers, scored.inlier_ratio)
+        probability = acceptance.probability_of(scored)
         if scored.plausible and acceptance.refusal(probability, scored.corner_shift) is None:
             taken.append((scored, iou, probability))
     return max(taken, key=lambda t: t[2]) if taken else None
@@ -298,3 +396,47 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
+
+
+def _miss_cause(outcome: PhotoOutcome, acceptance: Acceptance) -> str:
+    """Why a photo whose right tile was among the candidates got no right answer: the fate of
+    its best right-tile candidate (most inliers)."""
+    right_tiles = [(d, s) for d, (s, _, _) in zip(outcome.details, outcome.scored, strict=True) if d.contains_centre]
+    if not right_tiles:
+        return "right tile not refined"
+    detail, scored = max(right_tiles, key=lambda pair: pair[0].inliers)
+    if detail.reason is not None:
+        # Degenerate outlines say their measurements ("extreme shear (corner angle 9 deg)"): group by kind.
+        kind = detail.reason.split(" (")[0]
+        return "too few inliers" if "fewer than the" in kind else kind
+    if detail.iou is not None and detail.iou < CORRECT_IOU:
+        return f"outline on the right tile, but IoU < {CORRECT_IOU}"
+    refusal = acceptance.refusal(acceptance.probability_of(scored), scored.corner_shift)
+    if refusal is not None:
+        return "right outline, " + ("confidence below the threshold" if refusal.startswith("confidence")
+                                    else "corners not converged")
+    return "right outline accepted, but another candidate answered"
+
+
+def misses_given_right_tile(outcomes: list[PhotoOutcome], top_k: int, acceptance: Acceptance) -> str:
+    """The photos with a right tile among the candidates but no right answer, by cause."""
+    given = [o for o in outcomes if o.first_correct_rank is not None and o.first_correct_rank <= top_k]
+    misses = []
+    for o in given:
+        answer = _answer(o, acceptance)
+        if answer is None or answer[1] < CORRECT_IOU:
+            misses.append((o, _miss_cause(o, acceptance)))
+    if not misses:
+        return f"**Misses given a right tile**: none of {len(given)}."
+    lines = [f"**Misses given a right tile** (under the acceptance written above, fitted on all): {len(misses)} of "
+             f"{len(given)} photos; each by the fate of its right tile's candidate with most inliers.", "",
+             "| cause | photos | which | tilt (deg) | inliers of that candidate |", "|---|---|---|---|---|"]
+    causes: dict[str, list[tuple[PhotoOutcome, int]]] = {}
+    for o, cause in misses:
+        best = max((d.inliers for d in o.details if d.contains_centre), default=0)
+        causes.setdefault(cause, []).append((o, best))
+    for cause, group in sorted(causes.items(), key=lambda item: -len(item[1])):
+        lines.append(f"| {cause} | {len(group)} | {', '.join(o.photo_id for o, _ in group)} | "
+                     f"{', '.join(f'{o.tilt_deg:.0f}' for o, _ in group)} | "
+                     f"{', '.join(str(n) for _, n in group)} |")
+    return "\n".join(lines)

@@ -66,6 +66,9 @@ def localize(
     night: bool = typer.Option(
         False, "--night", help="Night photos by their stars instead (the night set: astroloc world build --night 150)."
     ),
+    reuse: bool = typer.Option(
+        False, "--reuse", help="Report and refit from the outcomes the last run saved (var/bench/), without matching."
+    ),
     write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
 ) -> None:
     """Retrieval recall, refinement success, footprint IoU / centre error and s/photo on the demo world."""
@@ -86,7 +89,10 @@ def localize(
         return
     from service.bench import localize as bench_localize
 
-    table = bench_localize.run(get_settings(), photos=photos, split=split, top_k=top_k)
+    try:
+        table = bench_localize.run(get_settings(), photos=photos, split=split, top_k=top_k, reuse=reuse)
+    except ValueError as exc:  # --reuse without matching saved outcomes
+        raise typer.BadParameter(str(exc)) from exc
     _report("localize", "Localization end to end on the demo world", table, write)
 
 

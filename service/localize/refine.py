@@ -37,7 +37,7 @@ def refine_params(settings: Settings) -> RefineParams:
     return RefineParams(
         features=settings.refine_features, iterations=settings.refine_iterations,
         min_inliers=settings.refine_min_inliers, max_features=settings.refine_max_features,
-        query_max_side=settings.refine_query_max_side,
+        query_max_side=settings.refine_query_max_side, sift_contrast=settings.refine_sift_contrast,
         acceptance=Acceptance.load(path) if path.is_file() else Acceptance(),
     )
 
