@@ -17,10 +17,11 @@ with more inliers is the answer: on the demo world the "right place, loose outli
 (IoU 0.41-0.50 at 60-107 inliers) set that rule's threshold at 108 inliers, refusing a third of
 the right answers; the rule over candidates remains for fits without photos. (``b2``,
 a term in the share of tentative matches that are inliers, is kept at 0: refused candidates have
-no such share to fit it on.) ``b3`` applies when no resected camera explains the inliers (geo.resection
-refused them, and the corners are the homography's): on the demo world every wrong candidate that
-kept a plausible outline was such a one (12 of 53 homography outlines, against 0 of 1759 camera
-ones), so those outlines need more inliers to be believed, and the camera ones fewer. Inliers alone cannot tell a tight outline from a loose one on the right place (the
+no such share to fit it on.) ``b3`` applies when no resected camera explains the inliers
+(geo.resection refused them, and the corners are the homography's): on the demo world every wrong
+candidate that kept a plausible outline was such a one (12 of 53 homography outlines, against 0 of
+1759 camera ones), so those outlines need more inliers to be believed, and the camera ones fewer.
+Inliers alone cannot tell a tight outline from a loose one on the right place (the
 "right place, loose outline" near-misses), so a second, geometric criterion follows: the photo's
 corners must agree between the last two EarthMatch iterations (``corner_shift``, in units of the
 outline's diagonal), as a converged fit does.
@@ -52,7 +53,7 @@ TARGET_PRECISION = 0.999
 class Acceptance:
     """A fitted acceptance rule (defaults: the fit of `astroloc bench localize` in docs/benchmarks.md)."""
 
-    # Fitted by `astroloc bench localize --photos 1000` (matched 2026-12-02 05:30 UTC; SIFT contrast
+    # Fitted by `astroloc bench localize --photos 1000` (matched 2026-12-02 05:22 UTC; SIFT contrast
     # 0.02) on 2120 candidates (1800 right) of the demo world's 212 test photos, thresholded at 99.9%
     # precision over answers (docs/benchmarks.md, "Calibrated acceptance"); 12 wrong candidates kept
     # a plausible outline, every one of them with the homography's corners (no camera).
@@ -101,6 +102,9 @@ class Acceptance:
     @classmethod
     def from_json(cls, data: dict) -> Acceptance:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        # A fit written before a term existed was fitted without it: the term is 0 there, not the
+        # default of another fit.
+        known.setdefault("coef_no_camera", 0.0)
         return cls(**known)
 
     @classmethod

@@ -125,6 +125,40 @@ def test_retrieval_only_and_idempotent_resubmission(localize_world, tmp_path):
     assert _photo_count(settings) == 1
 
 
+def test_identical_submissions_racing_each_other_get_one_job(localize_world, tmp_path):
+    """A client killed mid-request and restarted (the ingester after kill -9) sends a photo again
+    while the first request is still being served: both must get the one job, never a refusal."""
+    import threading
+
+    from service.models import Job
+
+    settings = localize_world(data_dir=tmp_path / "var")
+    photos = _held_out(settings)[:3]
+    senders = 4
+    start = threading.Barrier(senders * len(photos))
+    answers: dict[str, list] = {p.photo_id: [] for p in photos}
+
+    def send(client, photo) -> None:  # noqa: ANN001
+        form = {"photo_id": photo.photo_id, "timestamp": photo.capture_time, "refine": "false"}
+        image = photo.image_path.read_bytes()
+        start.wait()
+        answer = client.post("/localize", files={"image": ("p.jpg", image, "image/jpeg")}, data=form)
+        answers[photo.photo_id].append((answer.status_code, answer.json()))
+
+    with _client(settings) as client:
+        threads = [threading.Thread(target=send, args=(client, p)) for p in photos for _ in range(senders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    for photo_id, got in answers.items():
+        assert len(got) == senders and {code for code, _ in got} <= {200, 202}, got
+        assert len({body["job_id"] for _, body in got}) == 1, got
+        assert sum(not body["duplicate"] for _, body in got) == 1  # one created it, the others were told so
+    with session_scope(settings.resolved_database_url) as session:
+        assert session.query(Job).filter(Job.photo_id.in_(list(answers))).count() == len(photos)
+
+
 def test_a_corrupt_timestamp_falls_back_to_worldwide_search(localize_world, tmp_path):
     settings = localize_world(data_dir=tmp_path / "var")
     photo = _held_out(settings)[0]

@@ -158,6 +158,9 @@ def test_outlines_no_camera_explains_need_more_inliers_when_they_are_the_wrong_o
     assert fitted.refusal(fitted.probability(50, 0.5, camera=False), 0.01) is not None
     # A refused outline is judged by its inliers only (it has no corners for a camera to explain).
     assert fitted.probability_of(refused[0]) == fitted.probability(refused[0].inliers, 0.0, camera=True)
+    # A fit saved before the term existed loads without it, not with the defaults' term.
+    older = {k: v for k, v in fitted.to_json().items() if k != "coef_no_camera"}
+    assert Acceptance.from_json(older).coef_no_camera == 0.0 and Acceptance().coef_no_camera < 0
     # Without any homography outline to fit on, the term stays 0.
     assert fit_acceptance([s for s in right if s.camera] + refused).coef_no_camera == 0.0
 

@@ -152,7 +152,8 @@ def measured_at(path: Path) -> str:
 
 
 def load_outcomes(path: Path, identity: dict) -> list[PhotoOutcome]:
-    """Saved outcomes, refused (ValueError) when they were produced by another model, index or top_k."""
+    """Saved outcomes, refused (ValueError) when another model, index, top_k or matcher setting
+    produced them."""
     if not path.is_file():
         raise ValueError(f"no saved outcomes at {path}: run `astroloc bench localize` without --reuse first")
     saved = json.loads(path.read_text())

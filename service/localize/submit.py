@@ -173,8 +173,16 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
             jobs.submit_job(settings, job)
             job_id = job.id
     except IntegrityError:
-        # Two identical requests raced: the other one stored the photo first.
-        raise PhotoConflict(f"photo_id {photo_id!r} is being submitted concurrently; retry") from None
+        # Two requests for this photo_id raced (e.g. a killed client's request still being served
+        # when its restart sends the photo again): the other one stored it first. With the same
+        # image its job is this request's answer too, as for any resubmission.
+        with session_scope(settings.resolved_database_url) as session:
+            stored = crud.get_photo(session, photo_id)
+            job = crud.latest_job_of_photo(session, photo_id, kind="localize") if stored is not None else None
+            if stored is not None and stored.image_sha256 == sha and job is not None:
+                return LocalizeAnswer(_duplicate_body(job, photo_id, status_url), created=False)
+        raise PhotoConflict(f"photo_id {photo_id!r} was stored with a different image by a concurrent "
+                            "request; use another photo_id") from None
 
     return LocalizeAnswer(
         {
