@@ -32,7 +32,7 @@ class TrainRequestInvalid(ValueError):
 
 def _bounds(settings: Settings) -> dict[str, dict]:
     return {
-        "iterations": dict(ge=1, le=settings.train_max_iterations),
+        "iterations": dict(ge=0, le=settings.train_max_iterations),  # 0: a closed-form head alone (TrainConfig.check)
         "batch_pairs": dict(ge=1, le=settings.train_max_batch),
         "batch_quads": dict(ge=1, le=settings.train_max_batch),
         "threads": dict(ge=1, le=settings.train_max_threads),
