@@ -158,10 +158,10 @@ def run(args: argparse.Namespace) -> None:
 
         def zoom_in(corners_lonlat):  # noqa: ANN001, ANN202
             return zoom_in_surrounding(source, corners_lonlat, max_zoom=args.zoom_in)
-    photos = read_photos(args.world, split="test", limit=args.photos)
-    if args.only:  # e.g. the misses `astroloc bench localize` reports
-        wanted = set(args.only.split(","))
-        photos = [p for p in read_photos(args.world, split="test") if p.photo_id in wanted]
+    wanted = set(args.only.split(",")) if args.only else None  # e.g. the misses `astroloc bench localize` reports
+    photos = read_photos(args.world, split="test", limit=None if wanted else args.photos)
+    if wanted:
+        photos = [p for p in photos if p.photo_id in wanted]
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

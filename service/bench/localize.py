@@ -146,9 +146,8 @@ def save_outcomes(path: Path, identity: dict, outcomes: list[PhotoOutcome]) -> N
 
 
 def measured_at(path: Path) -> str:
-    """When the saved outcomes were matched (UTC; the file's time when it does not say)."""
-    written = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M")
-    return json.loads(path.read_text()).get("measured", written)
+    """When the saved outcomes were matched (UTC)."""
+    return json.loads(path.read_text())["measured"]
 
 
 def load_outcomes(path: Path, identity: dict) -> list[PhotoOutcome]:
@@ -163,10 +162,8 @@ def load_outcomes(path: Path, identity: dict) -> list[PhotoOutcome]:
     for raw in saved["outcomes"]:
         raw["candidates"] = [tuple(c) for c in raw["candidates"]]
         raw["details"] = [CandidateDetail(**d) for d in raw["details"]]
-        # The corner model is the details' to say (files of before Scored.camera lack it there).
-        raw["scored"] = [(Scored(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}
-                                 | {"camera": d.model == "camera"}), iou, p)
-                         for d, (s, iou, p) in zip(raw["details"], raw["scored"], strict=True)]
+        raw["scored"] = [(Scored(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}), iou, p)
+                         for s, iou, p in raw["scored"]]
         outcomes.append(PhotoOutcome(**raw))
     return outcomes
 
@@ -188,13 +185,12 @@ def run(settings: Settings, photos: int = 100, split: str = "test", top_k: int |
         get_engine(settings)  # load the model and open the index before timing
         outcomes = [evaluate_photo(settings, photo, top_k) for photo in tqdm(chosen, desc="photos")]
         save_outcomes(path, identity, outcomes)
-    report = [_report(settings, stack, outcomes, split, top_k),
-              refit_acceptance(settings, outcomes, top_k, {p.photo_id: p for p in chosen})]
+    refitted, acceptance = refit_acceptance(settings, outcomes, top_k, {p.photo_id: p for p in chosen})
+    report = [_report(settings, stack, outcomes, split, top_k), refitted,
+              misses_given_right_tile(outcomes, top_k, acceptance)]
     if reuse:
         report.insert(0, f"Reported from the outcomes saved in `{path}` (matched {measured_at(path)} UTC); "
                          "the acceptance refitted on them.")
-    written = acceptance_path(settings)
-    report.append(misses_given_right_tile(outcomes, top_k, Acceptance.load(written) if written.is_file() else Acceptance()))
     return "\n\n".join(report)
 
 
@@ -214,15 +210,16 @@ def scene_groups(outcomes: list[PhotoOutcome], photos: dict[str, WorldPhoto]) ->
 
 
 def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: int,
-                     photos: dict[str, WorldPhoto] | None = None) -> str:
+                     photos: dict[str, WorldPhoto] | None = None) -> tuple[str, Acceptance]:
     """Fit the acceptance (geo.acceptance: logistic over inliers, corner-shift limit, uncertainty
     scale) on every plausible candidate, write it where the service reads it, and report what the
-    service answers with it."""
+    service answers with it. Returns the report and the acceptance the service now uses."""
     everything = [s for o in outcomes for s, _, _ in o.scored]
     try:
         fitted = fit_acceptance(everything, photos=[o.photo_id for o in outcomes for _ in o.scored])
     except ValueError as exc:
-        return f"**Acceptance** not refitted ({exc}); the service keeps {acceptance_path(settings)} or the defaults."
+        return (f"**Acceptance** not refitted ({exc}); the service keeps {acceptance_path(settings)} or the defaults.",
+                refine_params(settings).acceptance)
     path = acceptance_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(fitted.to_json(), indent=1).encode())
@@ -279,7 +276,7 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
             f"{statistics.median(a[1] for a in taken) if taken else float('nan'):.2f} | "
             f"{statistics.median(errors) if errors else float('nan'):.1f} | "
             f"{np.mean(covered) if covered else float('nan'):.1%} |")
-    return "\n".join(lines)
+    return "\n".join(lines), fitted
 
 
 def _answer(outcome: PhotoOutcome, acceptance: Acceptance) -> tuple | None:
@@ -429,7 +426,7 @@ def misses_given_right_tile(outcomes: list[PhotoOutcome], top_k: int, acceptance
             misses.append((o, _miss_cause(o, acceptance)))
     if not misses:
         return f"**Misses given a right tile**: none of {len(given)}."
-    lines = [f"**Misses given a right tile** (under the acceptance written above, fitted on all): {len(misses)} of "
+    lines = [f"**Misses given a right tile** (under the acceptance the service now uses): {len(misses)} of "
              f"{len(given)} photos; each by the fate of its right tile's candidate with most inliers.", "",
              "| cause | photos | which | tilt (deg) | inliers of that candidate |", "|---|---|---|---|---|"]
     causes: dict[str, list[tuple[PhotoOutcome, int]]] = {}

@@ -21,6 +21,7 @@ import numpy as np
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from geo import footprint_polygon
 from service import crud, jobs
@@ -32,7 +33,7 @@ from service.localize.contracts import LocalizeJobParams, SearchSummary
 from service.localize.region import search_region
 from service.localize.retrieval import RetrievalUnavailable, get_engine
 from service.localize.star_job import plan_star_path
-from service.models import Job
+from service.models import Job, Photo
 from service.photos import image_sha256, store_image
 
 log = logging.getLogger(__name__)
@@ -106,16 +107,9 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
     photo_id = request.photo_id or f"PHOTO-{uuid.uuid4().hex[:12].upper()}"
 
     with session_scope(settings.resolved_database_url) as session:
-        existing = crud.get_photo(session, photo_id)
-        if existing is not None:
-            if existing.image_sha256 != sha:
-                raise PhotoConflict(
-                    f"photo_id {photo_id!r} is already stored with a different image "
-                    f"(sha256 {existing.image_sha256[:12]}...); use another photo_id"
-                )
-            job = crud.latest_job_of_photo(session, photo_id, kind="localize")
-            if job is not None and job.status != "failed":
-                return LocalizeAnswer(_duplicate_body(job, photo_id, status_url), created=False)
+        existing, earlier = _earlier_submission(session, photo_id, sha, status_url)
+        if earlier is not None:
+            return earlier
         region = search_region(
             settings, session, timestamp=timestamp, nadir=request.nadir, mode=request.search,
             reference=request.reference_footprint,
@@ -177,12 +171,10 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
         # when its restart sends the photo again): the other one stored it first. With the same
         # image its job is this request's answer too, as for any resubmission.
         with session_scope(settings.resolved_database_url) as session:
-            stored = crud.get_photo(session, photo_id)
-            job = crud.latest_job_of_photo(session, photo_id, kind="localize") if stored is not None else None
-            if stored is not None and stored.image_sha256 == sha and job is not None:
-                return LocalizeAnswer(_duplicate_body(job, photo_id, status_url), created=False)
-        raise PhotoConflict(f"photo_id {photo_id!r} was stored with a different image by a concurrent "
-                            "request; use another photo_id") from None
+            _, earlier = _earlier_submission(session, photo_id, sha, status_url)
+        if earlier is not None:
+            return earlier
+        raise PhotoConflict(f"photo_id {photo_id!r} is being submitted concurrently; retry") from None
 
     return LocalizeAnswer(
         {
@@ -198,6 +190,25 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
         },
         created=True,
     )
+
+
+def _earlier_submission(session: Session, photo_id: str, sha: str,
+                        status_url: Callable[[str], str]) -> tuple[Photo | None, LocalizeAnswer | None]:
+    """The stored photo of ``photo_id`` (None: not stored), and the answer to a resubmission of
+    it: its localize job, unless that one failed (then it is localized again). PhotoConflict
+    when it is stored with another image."""
+    existing = crud.get_photo(session, photo_id)
+    if existing is None:
+        return None, None
+    if existing.image_sha256 != sha:
+        raise PhotoConflict(
+            f"photo_id {photo_id!r} is already stored with a different image "
+            f"(sha256 {existing.image_sha256[:12]}...); use another photo_id"
+        )
+    job = crud.latest_job_of_photo(session, photo_id, kind="localize")
+    if job is None or job.status == "failed":
+        return existing, None
+    return existing, LocalizeAnswer(_duplicate_body(job, photo_id, status_url), created=False)
 
 
 def _duplicate_body(job: Job, photo_id: str, status_url: Callable[[str], str]) -> dict:
