@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from shapely import STRtree
 from tqdm import tqdm
 
 from geo import overlapping_pairs
@@ -74,6 +75,10 @@ class TrainConfig:
     """One training run; defaults are the paper's (Sec. 5.1) where they fit a CPU demo."""
 
     world_dir: str = "var/world"
+    # Training photos from another world (``astroloc world build`` with the same seed and more
+    # queries: its first photos and its splits are world_dir's); tiles, validation and test stay
+    # world_dir's. None: world_dir's own training photos.
+    train_world_dir: str | None = None
     zooms: list[int] | None = None  # database zoom levels to use (default: all of the world's)
     arch: str = "earthloc-nano"
     pretrained: bool = False  # start the backbone from its packaged ImageNet weights
@@ -179,8 +184,25 @@ class WorldData:
         return load_retrieval_set(world_dir, split, self.tile_images.shape[1], self.tile_polygons, limit)
 
 
-def load_world(world_dir: Path | str, size: int, t_iou: float, zooms: list[int] | None = None) -> WorldData:
-    """Tiles and training photos of a world at ``size`` px, with each photo's positive tiles."""
+def training_photos(world_dir: Path | str, train_world_dir: Path | str | None = None) -> list:
+    """The training photos: ``world_dir``'s, or ``train_world_dir``'s, refused when any of those
+    overlaps one of ``world_dir``'s validation or test footprints (a world of another seed)."""
+    if train_world_dir is None:
+        return read_photos(world_dir, split="train")
+    train = read_photos(train_world_dir, split="train")
+    held_out = STRtree([p.truth for p in read_photos(world_dir, split=("val", "test"))])
+    leaking = sorted({int(q) for q in held_out.query([p.truth for p in train], predicate="intersects")[0]})
+    if leaking:
+        raise ValueError(
+            f"{len(leaking)} training photos of {train_world_dir} overlap validation or test footprints of "
+            f"{world_dir} (first: {train[leaking[0]].photo_id}): build it with the same seed as {world_dir}")
+    return train
+
+
+def load_world(world_dir: Path | str, size: int, t_iou: float, zooms: list[int] | None = None,
+               train_world_dir: Path | str | None = None) -> WorldData:
+    """Tiles and training photos of a world at ``size`` px, with each photo's positive tiles
+    (training photos from ``train_world_dir`` when given: :func:`training_photos`)."""
     root = Path(world_dir)
     manifest = json.loads((root / "world.json").read_text())
     available = sorted(int(z) for z in manifest["tiles"])
@@ -190,7 +212,7 @@ def load_world(world_dir: Path | str, size: int, t_iou: float, zooms: list[int] 
     tiles = [t for z in zooms for t in tiles_at_zoom(z)]
     tile_images = np.stack([load_rgb(root / "tiles" / f"{t.z}/{t.x}/{t.y}.jpg", size) for t in tiles])
     tile_polygons = [tile_polygon(t) for t in tiles]
-    train = read_photos(root, split="train")
+    train = training_photos(root, train_world_dir)
     train_polygons = [p.truth for p in train]
     i, j, _ = overlapping_pairs(train_polygons, tile_polygons, t_iou)
     positives = [j[i == q] for q in range(len(train_polygons))]
@@ -452,7 +474,7 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
     net = models.create_model(config.arch, weights=config.init_weights, pretrained=config.pretrained)
     size = net.config.input_size
     started = time.perf_counter()
-    data = load_world(config.world_dir, size, config.t_iou, config.zooms)
+    data = load_world(config.world_dir, size, config.t_iou, config.zooms, config.train_world_dir)
     validation = data.held_out(config.world_dir, "val", config.validation_queries) if config.validate_every else None
     log.info("world loaded in %.0f s: %d tiles, %d training photos with positives",
              time.perf_counter() - started, len(data.tiles), len(data.train_images))
@@ -646,7 +668,7 @@ def zero_shot_metrics(config: TrainConfig, arch: str = ZERO_SHOT_ARCH) -> dict:
         net = models.create_model(arch, pretrained=True)
     except ValueError:
         net = models.create_model(arch)
-    data = load_world(config.world_dir, net.config.input_size, config.t_iou, config.zooms)
+    data = load_world(config.world_dir, net.config.input_size, config.t_iou, config.zooms, config.train_world_dir)
     with tempfile.TemporaryDirectory() as workdir:
         served = models.load_onnx(models.export_onnx(net, Path(workdir) / f"{arch}.onnx"),
                                   providers=["CPUExecutionProvider"], threads=config.threads)

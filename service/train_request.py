@@ -50,6 +50,7 @@ def _bounds(settings: Settings) -> dict[str, dict]:
         "seed": dict(ge=0, le=2**31 - 1),
         "name": dict(pattern=NAME_PATTERN),
         "world_dir": dict(min_length=1, max_length=4096),
+        "train_world_dir": dict(min_length=1, max_length=4096),
         "init_weights": dict(min_length=1, max_length=4096),
     } | {name: dict(ge=0, le=1e6, allow_inf_nan=False)
          for name in ("alpha_1", "beta_1", "alpha_2", "beta_2", "lambda_1", "lambda_2")}
@@ -110,11 +111,15 @@ def parse_train_request(settings: Settings, body: object):  # -> model.training.
         raise TrainRequestInvalid([{"loc": ["body"], "type": "value_error", "msg": str(exc)}]) from None
     world = _inside(settings, "world_dir", body["world_dir"]) if "world_dir" in body else \
         settings.resolved_world_dir.resolve()
+    train_world = None if values["train_world_dir"] is None else \
+        _inside(settings, "train_world_dir", values["train_world_dir"])
     weights = None if values["init_weights"] is None else _inside(settings, "init_weights", values["init_weights"])
-    if not (world / "world.json").is_file():
-        raise TrainRequestInvalid([{"loc": ["body", "world_dir"], "type": "no_world",
-                                    "msg": "no built world there (world.json missing)"}])
+    for field, path in (("world_dir", world), ("train_world_dir", train_world)):
+        if path is not None and not (path / "world.json").is_file():
+            raise TrainRequestInvalid([{"loc": ["body", field], "type": "no_world",
+                                        "msg": "no built world there (world.json missing)"}])
     values["world_dir"] = str(world)
+    values["train_world_dir"] = None if train_world is None else str(train_world)
     if weights is not None:
         if not weights.is_file():
             raise TrainRequestInvalid([{"loc": ["body", "init_weights"], "type": "no_file",

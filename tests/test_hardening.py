@@ -92,6 +92,7 @@ def test_ids_beyond_sql_integers_are_422(api_client):
     ({"batch_pairs": 100_000}, "batch_pairs", "less than or equal"),
     ({"world_dir": "/etc"}, "world_dir", "inside the service's data directory"),
     ({"world_dir": "../../.."}, "world_dir", "inside the service's data directory"),
+    ({"train_world_dir": "/etc"}, "train_world_dir", "inside the service's data directory"),
     ({"init_weights": "/etc/passwd"}, "init_weights", "inside the service's data directory"),
     ({"init_weights": "/no/such/file"}, "init_weights", "inside the service's data directory"),
     ({"learning_rate": 1}, "learning_rate", "unknown training option"),

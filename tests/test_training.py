@@ -108,6 +108,34 @@ def tiny_world(tmp_path_factory):
     return root
 
 
+def test_training_photos_can_come_from_a_larger_world_of_the_same_seed_never_from_held_out_ground(tiny_world, tmp_path):
+    import csv
+    import shutil
+
+    from model.training import training_photos
+    from world.build import build_world
+    from world.catalogue import read_photos
+
+    larger = tmp_path / "larger"
+    build_world(larger, zooms=[3, 4], n_queries=40, seed=1)  # the same seed, more photos
+    own = [p.photo_id for p in training_photos(tiny_world)]
+    more = [p.photo_id for p in training_photos(tiny_world, larger)]
+    assert set(own) < set(more), (own, more)  # the first photos are the same, and there are more
+
+    # A "training" world whose photos lie on the validation ground is refused, not used.
+    leaking = tmp_path / "leaking"
+    leaking.mkdir()
+    shutil.copy(tiny_world / "world.json", leaking / "world.json")
+    with (tiny_world / "queries.csv").open(newline="") as source, (leaking / "queries.csv").open("w", newline="") as out:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        writer.writerows({**row, "SPLIT": "train" if row["SPLIT"] == "val" else row["SPLIT"]} for row in reader)
+    assert len(read_photos(leaking, split="train")) > len(own)
+    with pytest.raises(ValueError, match="overlap validation or test footprints"):
+        training_photos(tiny_world, leaking)
+
+
 def test_training_job_publishes_a_model_version(sqlite_settings, tiny_world):
     from service import artifacts, crud
     from service.db import session_scope
