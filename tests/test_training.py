@@ -380,3 +380,12 @@ def test_a_whitening_initialised_run_starts_at_the_zero_shot_recall(tiny_world, 
     assert net.config.descriptor_dim == 512
     with pytest.raises(ValueError, match="head_init"):
         TrainConfig.from_dict({"head_init": "pca"})
+
+
+def test_the_ablation_report_names_every_head_initialisation():
+    from model.training import HEAD_INITS
+    from service.bench.train import HEAD_INIT_WORDS
+
+    # The report once called a PCA-whitening head "initialised at random": one wording per choice.
+    assert set(HEAD_INIT_WORDS) == set(HEAD_INITS)
+    assert len(set(HEAD_INIT_WORDS.values())) == len(HEAD_INITS)

