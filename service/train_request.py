@@ -87,7 +87,7 @@ def _inside(settings: Settings, field: str, value: str) -> Path:
 def parse_train_request(settings: Settings, body: object):  # -> model.training.TrainConfig
     """POST /train's JSON body as a checked TrainConfig (TrainRequestInvalid otherwise)."""
     from model import list_models
-    from model.training import TrainConfig
+    from model.training import TrainConfig, training_photos
 
     if not isinstance(body, dict):
         raise TrainRequestInvalid([{"loc": ["body"], "type": "dict_type", "msg": "the body is a JSON object"}])
@@ -118,6 +118,12 @@ def parse_train_request(settings: Settings, body: object):  # -> model.training.
         if path is not None and not (path / "world.json").is_file():
             raise TrainRequestInvalid([{"loc": ["body", field], "type": "no_world",
                                         "msg": "no built world there (world.json missing)"}])
+    if train_world is not None:
+        try:  # a training world on held-out ground is refused here, not by the worker later
+            training_photos(world, train_world)
+        except (ValueError, OSError) as exc:
+            raise TrainRequestInvalid([{"loc": ["body", "train_world_dir"], "type": "value_error",
+                                        "msg": str(exc).replace(str(settings.data_dir.resolve()), "<data>")}]) from None
     values["world_dir"] = str(world)
     values["train_world_dir"] = None if train_world is None else str(train_world)
     if weights is not None:

@@ -108,11 +108,13 @@ def tiny_world(tmp_path_factory):
     return root
 
 
-def test_training_photos_can_come_from_a_larger_world_of_the_same_seed_never_from_held_out_ground(tiny_world, tmp_path):
+def test_training_photos_can_come_from_a_larger_world_of_the_same_seed_never_from_held_out_ground(
+        tiny_world, tmp_path, sqlite_settings):
     import csv
     import shutil
 
     from model.training import training_photos
+    from service.train_request import TrainRequestInvalid, parse_train_request
     from world.build import build_world
     from world.catalogue import read_photos
 
@@ -134,6 +136,20 @@ def test_training_photos_can_come_from_a_larger_world_of_the_same_seed_never_fro
     assert len(read_photos(leaking, split="train")) > len(own)
     with pytest.raises(ValueError, match="overlap validation or test footprints"):
         training_photos(tiny_world, leaking)
+
+    # POST /train refuses it before anything is queued, naming the field, never the server's paths.
+    data_dir = sqlite_settings.data_dir
+    shutil.copytree(tiny_world, data_dir / "world")
+    shutil.copytree(leaking, data_dir / "leaking")
+    body = {"world_dir": "world", "train_world_dir": "leaking", "iterations": 1}
+    with pytest.raises(TrainRequestInvalid) as refused:
+        parse_train_request(sqlite_settings, body)
+    [problem] = refused.value.problems
+    assert problem["loc"] == ["body", "train_world_dir"] and "overlap validation or test" in problem["msg"], problem
+    assert str(data_dir.resolve()) not in problem["msg"]
+    shutil.copytree(larger, data_dir / "larger")
+    assert parse_train_request(sqlite_settings, body | {"train_world_dir": "larger"}).train_world_dir == \
+        str((data_dir / "larger").resolve())
 
 
 def test_training_job_publishes_a_model_version(sqlite_settings, tiny_world):
