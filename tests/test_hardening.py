@@ -112,7 +112,7 @@ def test_post_train_takes_zero_iterations_only_with_a_closed_form_head(api_clien
     answer = api_client.post("/train", json={"iterations": 0})  # a random head: nothing would be trained
     assert answer.status_code == 422 and "closed-form head_init" in answer.json()["detail"][0]["msg"], answer.text
     assert stored_counts(sqlite_settings)["jobs"] == 0
-    # The demo model's recipe (configs/demo-lite-pca.json): the PCA-whitening head alone passes every
+    # The previous demo model's recipe (configs/demo-lite-pca.json): the PCA-whitening head alone passes every
     # check of the config; what is left to refuse here is that this data directory has no world.
     with pytest.raises(TrainRequestInvalid) as refused:
         parse_train_request(sqlite_settings, {"iterations": 0, "head_init": "pca-whitening",
