@@ -59,7 +59,13 @@ from world.catalogue import read_photos
 log = logging.getLogger(__name__)
 LOSSES = ("pair", "ms", "pair+ms")
 SCHEDULES = ("constant", "cosine")
-HEAD_INITS = ("random", "whitening", "pca-whitening")
+# How the head starts, and how reports say it (closed-form heads: model.whitening).
+HEAD_INIT_WORDS = {
+    "random": "at random",
+    "whitening": "by learned whitening on the training pairs",
+    "pca-whitening": "by PCA-whitening of the database tiles",
+}
+HEAD_INITS = tuple(HEAD_INIT_WORDS)
 # Augmentations by name: "jitter" is mild brightness/contrast only (what the from-scratch demo
 # model used), "photo" the paper's Sec. 4 set: rotations, crops, colours, haze (model/augment.py).
 AUGMENTATIONS = {
@@ -102,7 +108,8 @@ class TrainConfig:
     augment: str = "jitter"  # none | jitter | photo (AUGMENTATIONS)
     cache_prefix: bool = False  # frozen stages + frozen BN: compute their features once (feature_cache)
     prefix_cache: str | None = None  # where to keep that cache (default: the run directory); runs
-    # with the same world, zooms, frozen stages, seed and validation photos can share one file
+    # with the same worlds (train_world_dir too), zooms, frozen stages, seed and validation photos
+    # can share one file
     select_init: bool = True  # the initialisation competes in the model selection
     evaluation_rotate: str = "database"  # final figures: database at 4 rotations, or queries turned
     alpha_1: float = 1.0
@@ -699,5 +706,5 @@ def ablation(base: TrainConfig, work_dir: Path | str) -> list[tuple[str, dict]]:
     return rows
 
 
-__all__ = ["ABLATION", "AUGMENTATIONS", "TrainConfig", "ablation", "evaluate", "load_world", "train",
+__all__ = ["ABLATION", "AUGMENTATIONS", "TrainConfig", "ablation", "evaluate", "load_world", "train", "training_photos",
            "zero_shot_metrics"]

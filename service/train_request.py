@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from service.config import Settings
+from service.jobs import redact_paths
 
 MAX_ZOOM = 22
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -123,7 +124,7 @@ def parse_train_request(settings: Settings, body: object):  # -> model.training.
             training_photos(world, train_world)
         except (ValueError, OSError) as exc:
             raise TrainRequestInvalid([{"loc": ["body", "train_world_dir"], "type": "value_error",
-                                        "msg": str(exc).replace(str(settings.data_dir.resolve()), "<data>")}]) from None
+                                        "msg": redact_paths(settings, str(exc))}]) from None
     values["world_dir"] = str(world)
     values["train_world_dir"] = None if train_world is None else str(train_world)
     if weights is not None:

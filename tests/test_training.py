@@ -399,8 +399,7 @@ def test_a_whitening_initialised_run_starts_at_the_zero_shot_recall(tiny_world, 
 
 
 def test_the_ablation_report_names_every_head_initialisation():
-    from model.training import HEAD_INITS
-    from service.bench.train import HEAD_INIT_WORDS
+    from model.training import HEAD_INIT_WORDS, HEAD_INITS
 
     # The report once called a PCA-whitening head "initialised at random": one wording per choice.
     assert set(HEAD_INIT_WORDS) == set(HEAD_INITS)

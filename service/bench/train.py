@@ -15,13 +15,6 @@ DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train-demo.json
 RECALL_AT = (1, 10, 100)
 
 
-HEAD_INIT_WORDS = {  # TrainConfig.head_init, as the report says it
-    "random": "at random",
-    "whitening": "by learned whitening on the training pairs",
-    "pca-whitening": "by PCA-whitening of the database tiles",
-}
-
-
 def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, lr: float | None = None,
         validation_queries: int = 120, config: Path | str = DEMO_CONFIG) -> str:
     """Every row trained with the same budget; in-region and world-wide recall on the test split."""
@@ -29,7 +22,7 @@ def run(world_dir: str = "var/world", zooms: str = "4,5", iterations: int = 60, 
     import tempfile
     import time
 
-    from model.training import TrainConfig, ablation
+    from model.training import HEAD_INIT_WORDS, TrainConfig, ablation
 
     started = time.monotonic()
     recipe = json.loads(Path(config).read_text())
