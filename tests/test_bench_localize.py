@@ -45,7 +45,7 @@ def test_saved_outcomes_come_back_equal_and_only_for_what_produced_them(tmp_path
 
 
 def test_misses_given_a_right_tile_are_told_by_the_fate_of_that_tile():
-    acceptance = Acceptance()  # ~10 inliers for the threshold, corners may move 19%
+    acceptance = Acceptance(min_probability=Acceptance().probability(10, 0.5))  # 10 inliers needed, corners may move 19%
     outcomes = [
         _photo("answered", _candidate(1, True, 150, 0.9)),
         _photo("not-convex", _candidate(1, True, 40, None, "projected outline is not convex"),
@@ -65,6 +65,12 @@ def test_misses_given_a_right_tile_are_told_by_the_fate_of_that_tile():
         assert cause in report, cause
     assert misses_given_right_tile(outcomes[:1], top_k=2, acceptance=acceptance).endswith("none of 1.")
 
+    with_ground = misses_given_right_tile(outcomes, top_k=2, acceptance=acceptance, ground={"unsure": 42})
+    assert "keypoints on the clean ground |" in with_ground.splitlines()[2]
+    unsure_row = next(line for line in with_ground.splitlines() if "unsure" in line)
+    assert unsure_row.endswith(" 42 |")
+    assert "the 1 photos with the fewest (42 or fewer) are all misses" in with_ground  # the others: no ground known
+
 
 def test_photos_are_grouped_by_what_their_frame_shows():
     from types import SimpleNamespace
@@ -78,3 +84,8 @@ def test_photos_are_grouped_by_what_their_frame_shows():
     groups = {name: [o.photo_id for o in group] for name, group in scene_groups(outcomes, photos)}
     assert groups == {"open ocean (no land in the frame)": ["sea"], "land in the frame": ["coast", "cloudy land"],
                       "clouds >= 25%": ["cloudy land"]}
+
+    ground = {"sea": 3, "coast": 400, "cloudy land": 99}  # "unknown" has no footprint: in neither group
+    groups = dict(scene_groups(outcomes, photos, ground))
+    assert [o.photo_id for o in groups["textured ground (>= 100 keypoints under the footprint)"]] == ["coast"]
+    assert [o.photo_id for o in groups["textureless ground (< 100)"]] == ["sea", "cloudy land"]

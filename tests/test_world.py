@@ -207,3 +207,19 @@ def test_csv_layout_starts_with_the_eol_catalogue_columns(shared_data):
         eol_header = next(csv.reader(handle))
     assert tuple(eol_header) == EOL_COLUMNS
     assert CSV_COLUMNS[: len(EOL_COLUMNS)] == EOL_COLUMNS
+
+
+def test_ground_keypoints_tell_open_ocean_from_textured_land():
+    from geo.matching import SIFT_CONTRAST
+    from world.view import ground_keypoints
+
+    def square(lat: float, lon: float, half_deg: float = 3.0) -> list[tuple[float, float]]:  # LL, UL, UR, LR
+        return [(lat - half_deg, lon - half_deg), (lat + half_deg, lon - half_deg),
+                (lat + half_deg, lon + half_deg), (lat - half_deg, lon + half_deg)]
+
+    pacific = ground_keypoints(square(-30.0, -130.0), SIFT_CONTRAST / 2)  # deep South Pacific: uniform blue
+    himalaya = ground_keypoints(square(30.0, 85.0), SIFT_CONTRAST / 2)
+    assert pacific < 50 < 500 < himalaya
+    across_the_antimeridian = ground_keypoints([(-20.0, 177.0), (-14.0, 177.0), (-14.0, -177.0), (-20.0, -177.0)],
+                                               SIFT_CONTRAST / 2)  # Fiji: islands on both sides of 180 deg
+    assert across_the_antimeridian > pacific

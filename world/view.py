@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from shapely.geometry import MultiPoint
+from shapely import contains_xy
+from shapely.geometry import MultiPoint, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from geo.footprint import footprint_area_km2
-from geo.lonlat import WGS84_GEOD, geodesic_area_km2
+from geo.lonlat import WGS84_GEOD, geodesic_area_km2, unwrap_longitudes
+from geo.matching import detect
 from index.sources import encode_jpeg
 from index.tiles import EQUATORIAL_RADIUS_M, wrap_longitudes
 from world.bluemarble import EquirectangularTexture, blue_marble, land_mask
@@ -185,3 +188,23 @@ def land_fraction(camera: Camera) -> float:
     rows = np.clip(((lat + 90.0) / 180.0 * mask.shape[0]).astype(int), 0, mask.shape[0] - 1)
     columns = np.clip(((lon + 180.0) / 360.0 * mask.shape[1]).astype(int), 0, mask.shape[1] - 1)
     return float(np.mean(mask[rows, columns] == 1))
+
+
+def ground_keypoints(corners: Sequence[Sequence[float]], contrast: float, side_px: int = 512,
+                     texture: EquirectangularTexture | None = None) -> int:
+    """How many keypoints the matcher's detector (geo.matching.detect, SIFT at ``contrast``) finds
+    on the noiseless Blue Marble ground inside a footprint, drawn plate carrée (aspect kept at its
+    latitude) with ``side_px`` on the longer side. No photo of that ground, however clean, can be
+    matched by more: it tells a texture-limited miss (open ocean, ice) from a matcher's failure.
+    ``corners``: four (lat, lon) in EOL order, as WorldPhoto.corners."""
+    lat_lon = np.asarray(corners, dtype=float)
+    lat = lat_lon[:, 0]
+    lon = unwrap_longitudes(lat_lon[:, 1], float(lat_lon[0, 1]))
+    outline = Polygon(np.column_stack([lon, lat]))
+    west, south, east, north = outline.bounds
+    aspect = (north - south) / max(1e-9, (east - west) * math.cos(math.radians((north + south) / 2.0)))
+    width, height = (side_px, max(8, round(side_px * aspect))) if aspect <= 1.0 else (max(8, round(side_px / aspect)), side_px)
+    grid_lon, grid_lat = np.meshgrid(np.linspace(west, east, width), np.linspace(north, south, height))
+    rgb = (texture or blue_marble()).sample((grid_lon + 180.0) % 360.0 - 180.0, grid_lat)
+    inside = contains_xy(outline, grid_lon, grid_lat).astype(np.uint8) * 255
+    return len(detect(np.clip(rgb, 0, 255).astype(np.uint8), max_features=0, mask=inside, contrast=contrast))

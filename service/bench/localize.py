@@ -31,7 +31,9 @@ from geo.acceptance import Acceptance, Scored, fit_acceptance
 from service.config import Settings
 from service.db import session_scope
 from service.demo_stack import prepare_demo, world_photos
+from world.bluemarble import blue_marble
 from world.catalogue import WorldPhoto
+from world.view import ground_keypoints
 from service.photos import decode_rgb
 from service.localize.candidates import retrieve_candidates
 from service.localize.refine import acceptance_path, refine_params, refine_photo
@@ -185,9 +187,10 @@ def run(settings: Settings, photos: int = 100, split: str = "test", top_k: int |
         get_engine(settings)  # load the model and open the index before timing
         outcomes = [evaluate_photo(settings, photo, top_k) for photo in tqdm(chosen, desc="photos")]
         save_outcomes(path, identity, outcomes)
-    refitted, acceptance = refit_acceptance(settings, outcomes, top_k, {p.photo_id: p for p in chosen})
+    ground = ground_texture(chosen, refine_params(settings).sift_contrast)
+    refitted, acceptance = refit_acceptance(settings, outcomes, top_k, {p.photo_id: p for p in chosen}, ground)
     report = [_report(settings, stack, outcomes, split, top_k), refitted,
-              misses_given_right_tile(outcomes, top_k, acceptance)]
+              misses_given_right_tile(outcomes, top_k, acceptance, ground)]
     if reuse:
         report.insert(0, f"Reported from the outcomes saved in `{path}` (matched {measured_at(path)} UTC); "
                          "the acceptance refitted on them.")
@@ -198,19 +201,40 @@ TILT_CLASSES = (("near-vertical (< 20 deg)", 0.0, 20.0), ("low-oblique (20-55 de
                 ("high-oblique (> 55 deg)", 55.0, 90.0), ("tilt >= 40 deg", 40.0, 90.0))
 
 
-def scene_groups(outcomes: list[PhotoOutcome], photos: dict[str, WorldPhoto]) -> list[tuple[str, list[PhotoOutcome]]]:
+# The report splits the photos at this many keypoints on the clean ground under their footprint
+# (world.view.ground_keypoints): a diagnosis of the misses (docs/refinement.md), set after looking at
+# the test split's misses, not a criterion the service applies (it cannot see the ground beforehand).
+TEXTURED_GROUND_KEYPOINTS = 100
+
+
+def ground_texture(photos: list[WorldPhoto], contrast: float) -> dict[str, int]:
+    """Keypoints of the matcher's detector on the noiseless ground under each photo's true footprint."""
+    texture = blue_marble()
+    return {p.photo_id: ground_keypoints(p.corners, contrast, texture=texture) for p in photos if p.corners}
+
+
+def scene_groups(outcomes: list[PhotoOutcome], photos: dict[str, WorldPhoto],
+                 ground: dict[str, int] | None = None) -> list[tuple[str, list[PhotoOutcome]]]:
     """The photos by what their frame shows (the world catalogue's truth): open ocean has nothing
-    but Blue Marble's faint sea floor to match; clouds hide the ground."""
+    but Blue Marble's faint sea floor to match; clouds hide the ground; ``ground`` (ground_texture)
+    splits them by how much texture the imagery itself has there."""
     def column(o: PhotoOutcome, name: str) -> float:
         return float(photos[o.photo_id].columns.get(name) or 0.0) if o.photo_id in photos else float("nan")
 
-    return [("open ocean (no land in the frame)", [o for o in outcomes if column(o, "LAND_FRACTION") == 0.0]),
-            ("land in the frame", [o for o in outcomes if column(o, "LAND_FRACTION") > 0.0]),
-            ("clouds >= 25%", [o for o in outcomes if column(o, "CLOUD_FRACTION") >= 0.25])]
+    groups = [("open ocean (no land in the frame)", [o for o in outcomes if column(o, "LAND_FRACTION") == 0.0]),
+              ("land in the frame", [o for o in outcomes if column(o, "LAND_FRACTION") > 0.0]),
+              ("clouds >= 25%", [o for o in outcomes if column(o, "CLOUD_FRACTION") >= 0.25])]
+    if ground:
+        groups += [(f"textured ground (>= {TEXTURED_GROUND_KEYPOINTS} keypoints under the footprint)",
+                    [o for o in outcomes if ground.get(o.photo_id, 0) >= TEXTURED_GROUND_KEYPOINTS]),
+                   (f"textureless ground (< {TEXTURED_GROUND_KEYPOINTS})",
+                    [o for o in outcomes if o.photo_id in ground and ground[o.photo_id] < TEXTURED_GROUND_KEYPOINTS])]
+    return groups
 
 
 def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: int,
-                     photos: dict[str, WorldPhoto] | None = None) -> tuple[str, Acceptance]:
+                     photos: dict[str, WorldPhoto] | None = None,
+                     ground: dict[str, int] | None = None) -> tuple[str, Acceptance]:
     """Fit the acceptance (geo.acceptance: logistic over inliers, corner-shift limit, uncertainty
     scale) on every plausible candidate, write it where the service reads it, and report what the
     service answers with it. Returns the report and the acceptance the service now uses."""
@@ -257,7 +281,7 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
     ]
     groups = [("all", outcomes)] + [(name, [o for o in outcomes if low <= o.tilt_deg < high])
                                     for name, low, high in TILT_CLASSES]
-    groups += scene_groups(outcomes, photos) if photos else []
+    groups += scene_groups(outcomes, photos, ground) if photos else []
     for name, group in groups:
         if not group:
             continue
@@ -416,8 +440,10 @@ def _miss_cause(outcome: PhotoOutcome, acceptance: Acceptance) -> str:
     return "right outline accepted, but another candidate answered"
 
 
-def misses_given_right_tile(outcomes: list[PhotoOutcome], top_k: int, acceptance: Acceptance) -> str:
-    """The photos with a right tile among the candidates but no right answer, by cause."""
+def misses_given_right_tile(outcomes: list[PhotoOutcome], top_k: int, acceptance: Acceptance,
+                            ground: dict[str, int] | None = None) -> str:
+    """The photos with a right tile among the candidates but no right answer, by cause; with
+    ``ground`` (ground_texture), the keypoints the imagery itself offers under each."""
     given = [o for o in outcomes if o.first_correct_rank is not None and o.first_correct_rank <= top_k]
     misses = []
     for o in given:
@@ -428,7 +454,8 @@ def misses_given_right_tile(outcomes: list[PhotoOutcome], top_k: int, acceptance
         return f"**Misses given a right tile**: none of {len(given)}."
     lines = [f"**Misses given a right tile** (under the acceptance the service now uses): {len(misses)} of "
              f"{len(given)} photos; each by the fate of its right tile's candidate with most inliers.", "",
-             "| cause | photos | which | tilt (deg) | inliers of that candidate |", "|---|---|---|---|---|"]
+             "| cause | photos | which | tilt (deg) | inliers of that candidate |"
+             + (" keypoints on the clean ground |" if ground else ""), "|---|---|---|---|---|" + ("---|" if ground else "")]
     causes: dict[str, list[tuple[PhotoOutcome, int]]] = {}
     for o, cause in misses:
         best = max((d.inliers for d in o.details if d.contains_centre), default=0)
@@ -436,5 +463,19 @@ def misses_given_right_tile(outcomes: list[PhotoOutcome], top_k: int, acceptance
     for cause, group in sorted(causes.items(), key=lambda item: -len(item[1])):
         lines.append(f"| {cause} | {len(group)} | {', '.join(o.photo_id for o, _ in group)} | "
                      f"{', '.join(f'{o.tilt_deg:.0f}' for o, _ in group)} | "
-                     f"{', '.join(str(n) for _, n in group)} |")
+                     f"{', '.join(str(n) for _, n in group)} |"
+                     + (f" {', '.join(str(ground.get(o.photo_id, '-')) for o, _ in group)} |" if ground else ""))
+    if ground:
+        lines += ["", _texture_summary(given, {o.photo_id for o, _ in misses}, ground)]
     return "\n".join(lines)
+
+
+def _texture_summary(given: list[PhotoOutcome], missed: set[str], ground: dict[str, int]) -> str:
+    """How the misses' ground compares with the others': the keypoints under their footprints."""
+    known = sorted((ground[o.photo_id], o.photo_id in missed) for o in given if o.photo_id in ground)
+    fewest_all_missed = next((i for i, (_, miss) in enumerate(known) if not miss), len(known))
+    return (f"Keypoints on the clean ground under the footprint (world.view.ground_keypoints): median "
+            f"{statistics.median(n for n, _ in known):.0f} over these {len(known)} photos, "
+            f"{statistics.median([n for n, miss in known if miss] or [0]):.0f} over the misses; the "
+            f"{fewest_all_missed} photos with the fewest "
+            f"({known[fewest_all_missed - 1][0] if fewest_all_missed else '-'} or fewer) are all misses.")

@@ -46,7 +46,8 @@ class LostOutcome:
     iou: float | None  # IoU of the answer with the truth; None: not localized
 
 
-def _first_correct(hits, centre: Point) -> int | None:
+def first_correct_rank(hits, centre: Point) -> int | None:  # noqa: ANN001
+    """1-based rank of the first hit whose tile holds ``centre`` (None: none of them)."""
     return next((i + 1 for i, h in enumerate(hits) if h.footprint.covers(centre)), None)
 
 
@@ -66,18 +67,19 @@ def evaluate_photo(settings: Settings, photo, plan: CoarseToFine, pool: int) -> 
     iou = None
     if refined.localized and refined.best is not None and refined.best.footprint is not None:
         iou = footprint_iou(refined.best.footprint, photo.truth)
-    return LostOutcome(photo.photo_id, _first_correct(result.hits, centre), _first_correct(flat.hits, centre),
+    return LostOutcome(photo.photo_id, first_correct_rank(result.hits, centre), first_correct_rank(flat.hits, centre),
                        retrieval_s, refinement_s, len(refined.matches), iou)
 
 
-def run(settings: Settings, photos: int = 50, split: str = "test", pool: int = 100, coarse_k: int = 10) -> str:
-    """Localize ``photos`` held-out photos with no metadata; the markdown report."""
+def run(settings: Settings, photos: int = 50, split: str = "test", pool: int = 100, coarse_k: int | None = None) -> str:
+    """Localize ``photos`` held-out photos with no metadata; the markdown report. ``coarse_k``:
+    the service's (settings.lost_in_space_coarse_k) unless given."""
     upgrade_database(settings.resolved_database_url)
     ensure_tles(settings)
     model_ref = ensure_demo_model(settings)
     tiles = ensure_index(settings, model_ref)
     engine = get_engine(settings)
-    plan = CoarseToFine.for_index(engine.index, coarse_k=coarse_k)
+    plan = CoarseToFine.for_index(engine.index, coarse_k=coarse_k or settings.lost_in_space_coarse_k)
     chosen = read_photos(settings.resolved_world_dir, split=split, limit=photos)
     outcomes = [evaluate_photo(settings, photo, plan, pool) for photo in tqdm(chosen, desc="photos")]
     return _report(settings, outcomes, split, model_ref.label(), tiles, plan, pool)
