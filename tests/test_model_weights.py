@@ -283,6 +283,27 @@ def test_pretrained_lite_models_hold_the_packaged_tensors():
     assert torch.equal(gem.backbone.conv_head.weight, source["_conv_head.weight"])
 
 
+@pytest.mark.parametrize(("timm_name", "arch", "blocks"), [("tf_efficientnet_lite1", "lite1-gem", 21),
+                                                         ("tf_efficientnet_lite2", "lite2-gem", 21)])
+def test_larger_lite_trunks_load_their_packaged_checkpoints_strictly(timm_name, arch, blocks):
+    from model.weights import imagenet_weights_file, lukemelas_to_timm, read_state_dict
+
+    source = read_state_dict(imagenet_weights_file(timm_name))
+    reference = timm.create_model(timm_name, pretrained=False)
+    depths = [len(stage) for stage in reference.blocks]
+    assert sum(depths) == blocks  # deeper than Lite0's 16 blocks: the flat index maps by depth
+    renamed = lukemelas_to_timm(source, depths)
+    assert set(renamed) == set(reference.state_dict())
+    reference.load_state_dict(renamed, strict=True)
+    net = model.create_model(arch, pretrained=True)
+    last = f"_blocks.{blocks - 1}._project_conv.weight"
+    assert torch.equal(net.backbone.blocks[-1][-1].conv_pwl.weight, source[last])
+    assert torch.equal(net.backbone.conv_head.weight, source["_conv_head.weight"])
+    assert net.config.descriptor_dim == 1280
+    with pytest.raises(ValueError, match=r"keys of no EfficientNet-PyTorch layer \(90\): _blocks\.16\._"):
+        lukemelas_to_timm(source, [1, 2, 2, 3, 3, 4, 1])  # Lite0's depths: blocks 16-20 have no place
+
+
 def test_lite_trunk_refuses_a_wrong_checkpoint_naming_the_missing_keys(tmp_path):
     from model.weights import load_imagenet_trunk
 
