@@ -365,6 +365,12 @@ def _mercator_between(coarse: GeoImage, fine: GeoImage) -> np.ndarray:
     return np.array([[sx, 0.0, x0], [0.0, sy, y0], [0.0, 0.0, 1.0]])
 
 
+def nearest_quarter_turn(rotation_deg: float) -> int:
+    """The quarter turn (0/90/180/270) nearest a retrieved rotation: an index with in-between
+    turns (e.g. 45 deg) finds them, the match starts from a quarter turn (it is rotation-invariant)."""
+    return int(90 * round(rotation_deg / 90) % 360)
+
+
 def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, rotation: int,
                     params: RefineParams, zoom_in: ZoomIn | None = None) -> Match:
     """Iterative matching of the photo (turned clockwise by ``rotation``) against one candidate.

@@ -53,11 +53,13 @@ from index.shards import (
     generation_of,
     group_by_shard,
     remove_unreferenced_shards,
+    rotations_with_turns,
     tile_keys,
     tile_table,
     write_shard,
 )
 from index.files import claim_with_stamp, write_atomically
+from index.surroundings import turned_tile_image
 from index.sources import CorruptTileError, TileError, TileNotFoundError, TileSource
 from index.tiles import Tile
 
@@ -91,16 +93,24 @@ TileDescriber = Callable[[Sequence[Tile]], DescribedTiles]
 class SourceDescriber:
     """Describe tiles of a :class:`~index.sources.TileSource`: images read by a thread pool,
     described by ``describe_images`` (a list of RGB arrays -> ``(N, rotations, dim)``, e.g.
-    ``lambda images: model.describe(net, images)``). Missing and corrupt tiles are skipped."""
+    ``lambda images: model.describe(net, images)``). Missing and corrupt tiles are skipped.
+
+    ``turns_deg`` (e.g. (45,)): each tile is also read turned by these degrees with its
+    neighbours' ground in the corners (:func:`index.surroundings.turned_tile_image`) and described
+    the same way; their descriptors follow the plain ones on the second axis, in the order of
+    :func:`index.shards.rotations_with_turns`."""
 
     def __init__(
-        self, source: TileSource, describe_images: Callable[[list[np.ndarray]], np.ndarray], workers: int = 4
-    ) -> None:
+        self, source: TileSource, describe_images: Callable[[list[np.ndarray]], np.ndarray], workers: int = 4,
+        turns_deg: Sequence[int] = (),
+    ) -> None:  # fmt: skip
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        rotations_with_turns(turns_deg)  # validates the turns
         self.source = source
         self.describe_images = describe_images
         self.workers = workers
+        self.turns_deg = tuple(int(t) for t in turns_deg)
 
     def __call__(self, tiles: Sequence[Tile]) -> DescribedTiles:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="tile-load") as pool:
@@ -109,8 +119,12 @@ class SourceDescriber:
         skipped = {tile: reason for tile, (_, reason) in zip(tiles, loaded) if reason is not None}
         if not kept:
             return DescribedTiles([], np.zeros((0, 0, 0), np.float32), skipped)
-        descriptors = np.asarray(self.describe_images([image for _, image in kept]))
-        return DescribedTiles([tile for tile, _ in kept], descriptors, skipped)
+        descriptors = [np.asarray(self.describe_images([image for _, image in kept]))]
+        for turn in self.turns_deg:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="tile-turn") as pool:
+                turned = list(pool.map(lambda tile: turned_tile_image(self.source, tile, turn), [t for t, _ in kept]))
+            descriptors.append(np.asarray(self.describe_images(turned)))
+        return DescribedTiles([tile for tile, _ in kept], np.concatenate(descriptors, axis=1), skipped)
 
     def _load(self, tile: Tile) -> tuple[np.ndarray | None, str | None]:
         try:

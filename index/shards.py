@@ -57,6 +57,16 @@ DEFAULT_SHARD_ZOOM = 5
 MIN_CELL_DEPTH = 3
 DEFAULT_ROTATIONS = (0, 90, 180, 270)
 
+
+def rotations_with_turns(turns_deg: Sequence[int] = ()) -> tuple[int, ...]:
+    """The index's rotations when each tile is also described turned by ``turns_deg`` (degrees
+    strictly between 0 and 90, e.g. (45,)): the quarter turns first, then each turn's four, in
+    the order :class:`index.build.SourceDescriber` gives them."""
+    turns = [int(t) for t in turns_deg]
+    if any(not 0 < t < 90 for t in turns) or len(set(turns)) != len(turns):
+        raise ValueError(f"turns must be distinct degrees strictly between 0 and 90, got {list(turns_deg)!r}")
+    return DEFAULT_ROTATIONS + tuple(t + r for t in turns for r in DEFAULT_ROTATIONS)
+
 # One row per tile of a shard; bounds in degrees as index.tiles.tile_bounds gives them (east may
 # exceed 180 for a tile straddling the antimeridian).
 TILE_DTYPE = np.dtype(

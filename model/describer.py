@@ -42,13 +42,15 @@ def load_descriptor_model(arch: str | None = None, weights: Path | str | None = 
 
 
 def tile_describer(
-    net, source: TileSource, *, batch_size: int = 32, workers: int = 4, rotations: Sequence[int] = DEFAULT_ROTATIONS
+    net, source: TileSource, *, batch_size: int = 32, workers: int = 4, rotations: Sequence[int] = DEFAULT_ROTATIONS,
+    turns_deg: Sequence[int] = (),
 ) -> SourceDescriber:
     """A describer for :func:`index.build.build_index`: tiles read from ``source`` by ``workers``
-    threads, described by ``net`` (torch or ONNX) at ``rotations`` -> ``(N, R, dim)``."""
+    threads, described by ``net`` (torch or ONNX) at ``rotations`` -> ``(N, R, dim)``, and again
+    turned by each of ``turns_deg`` (the index's rotations: ``index.shards.rotations_with_turns``)."""
     import model
 
     def describe_images(images):
         return model.describe(net, images, rotations=tuple(rotations), batch_size=batch_size)
 
-    return SourceDescriber(source, describe_images, workers=workers)
+    return SourceDescriber(source, describe_images, workers=workers, turns_deg=turns_deg)

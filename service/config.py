@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     index_nprobe: int = Field(32, ge=1, description="IVF lists scanned per shard when searching.")
     index_build_chunk_tiles: int = Field(256, ge=1, description="Tiles per describe call and checkpoint.")
     index_load_workers: int = Field(4, ge=1, description="Threads reading tile images during a build.")
+    index_turns_deg: list[int] = Field(
+        default_factory=list,
+        description="Also index each tile turned by these degrees (0-90 exclusive, e.g. [45]: 8 "
+        "rotations every 45 deg), the corners filled with the neighbours' ground; a photo turned "
+        "between two quarter turns then meets a tile turned like it (docs/search.md). Multiplies "
+        "the index's size and build time.",
+    )
     index_verify_checksums: bool = Field(
         True, description="Check each shard's files against the manifest when first loaded."
     )
@@ -213,6 +220,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("index_turns_deg")
+    @classmethod
+    def _check_turns(cls, value: list[int]) -> list[int]:
+        from index.shards import rotations_with_turns
+
+        rotations_with_turns(value)  # ValueError (a settings error) for turns outside (0, 90) or repeated
+        return value
+
+    @property
+    def index_rotations(self) -> tuple[int, ...]:
+        """Degrees of each tile's descriptors in the index: the quarter turns, then the turns'."""
+        from index.shards import rotations_with_turns
+
+        return rotations_with_turns(self.index_turns_deg)
 
     @property
     def resolved_database_url(self) -> str:

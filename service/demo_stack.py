@@ -39,6 +39,7 @@ class DemoStack:
     model: ModelRef
     index_dir: Path
     tiles_indexed: int
+    rotations: tuple[int, ...]  # degrees of each tile's descriptors (settings.index_rotations)
 
 
 def world_zooms(settings: Settings) -> list[int]:
@@ -89,22 +90,25 @@ def ensure_index(
     index_dir: Path | None = None,
 ) -> int:
     """Index the tiles of ``tiles_dir`` (default: the demo world's) at ``zooms`` with
-    ``model_ref``; an index of another model there is replaced, one of this model is extended
+    ``model_ref`` at ``settings.index_rotations``; an index of another model or rotations there is replaced, one of this model is extended
     with the tiles it lacks (nothing to do when complete). Returns the tiles in the index."""
     import model
 
     index_dir = index_dir or settings.resolved_index_dir
-    if (index_dir / "manifest.json").is_file() and Manifest.load(index_dir).model_version != model_ref.index_key:
-        log.info("index in %s belongs to another model; rebuilding it for %s", index_dir, model_ref.label())
-        shutil.rmtree(index_dir)
+    if (index_dir / "manifest.json").is_file():
+        built = Manifest.load(index_dir)
+        if built.model_version != model_ref.index_key or tuple(built.rotations) != settings.index_rotations:
+            log.info("index in %s belongs to another model or rotations (%s); rebuilding it for %s at %s",
+                     index_dir, built.rotations, model_ref.label(), list(settings.index_rotations))
+            shutil.rmtree(index_dir)
     net = model.create_model(model_ref.architecture, weights=model_ref.path)
     source = LocalXYZSource(tiles_dir or settings.resolved_tiles_dir)
     describer = tile_describer(net, source, batch_size=settings.describe_batch_size,
-                                workers=settings.index_load_workers)
+                                workers=settings.index_load_workers, turns_deg=settings.index_turns_deg)
     tiles = grid_tiles(zooms or world_zooms(settings), steps)
     # build_index skips tiles already indexed: on a complete index this only reads the manifest.
     report = build_index(
-        index_dir, tiles, describer, model_version=model_ref.index_key,
+        index_dir, tiles, describer, model_version=model_ref.index_key, rotations=settings.index_rotations,
         shard_zoom=settings.index_shard_zoom, factories=settings.index_factories,
         chunk_tiles=settings.index_build_chunk_tiles, progress=progress,
     )
@@ -118,7 +122,7 @@ def prepare_demo(settings: Settings, progress: bool = False) -> DemoStack:
     ensure_tles(settings)
     model_ref = ensure_demo_model(settings)
     tiles = ensure_index(settings, model_ref, progress)
-    return DemoStack(world, model_ref, settings.resolved_index_dir, tiles)
+    return DemoStack(world, model_ref, settings.resolved_index_dir, tiles, settings.index_rotations)
 
 
 def world_photos(settings: Settings, split: str = "test", limit: int | None = None) -> list[WorldPhoto]:

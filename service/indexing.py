@@ -101,17 +101,19 @@ def database_tiles(settings: Settings, tiles_dir: Path | None, url_template: str
 
 def build(settings: Settings, source, tiles, resolved: ResolvedModel, *, index_dir: Path | None = None,  # noqa: ANN001
           factories: str | None = None, progress: bool = True) -> dict:
-    """Describe ``tiles`` (4 rotations) with the model and add them to the index: resumable and
+    """Describe ``tiles`` (``settings.index_rotations``) with the model and add them to the index: resumable and
     incremental (tiles already indexed are skipped); missing or corrupt tiles skipped and counted."""
     from index.build import build_index
     from model.describer import tile_describer
 
     describer = tile_describer(
-        resolved.net, source, batch_size=settings.describe_batch_size, workers=settings.index_load_workers
+        resolved.net, source, batch_size=settings.describe_batch_size, workers=settings.index_load_workers,
+        turns_deg=settings.index_turns_deg,
     )
     index_dir = index_dir or settings.resolved_index_dir
     report = build_index(
-        index_dir, tiles, describer, model_version=resolved.version, shard_zoom=settings.index_shard_zoom,
+        index_dir, tiles, describer, model_version=resolved.version, rotations=settings.index_rotations,
+        shard_zoom=settings.index_shard_zoom,
         factories=factories or settings.index_factories, chunk_tiles=settings.index_build_chunk_tiles,
         progress=progress,
     )

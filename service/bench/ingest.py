@@ -197,7 +197,7 @@ def _report(stack, summary: dict, jobs: list[dict], wall: float, workers: int, c
         + (f" as {photo_size[0]}x{photo_size[1]} JPEGs (the 512-px renders enlarged, black borders)" if photo_size else "")
         + f" through `astroloc ingest` -> 1 API process + {workers} RQ "
         f"workers, PostgreSQL/PostGIS + Redis, {concurrency} requests in flight; model "
-        f"{stack.model.label()}, index of {stack.tiles_indexed} tiles x 4 rotations; {os.cpu_count()} cores.",
+        f"{stack.model.label()}, index of {stack.tiles_indexed} tiles x {len(stack.rotations)} rotations; {os.cpu_count()} cores.",
         "",
         "| photos | localized | wall s | photos/hour | photos/day | target 10,000/day |",
         "|---|---|---|---|---|---|",

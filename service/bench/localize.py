@@ -364,7 +364,7 @@ def _report(settings: Settings, stack, outcomes: list[PhotoOutcome], split: str,
     lines = [
         f"{n} held-out photos ({split} split, Earth only) of the demo world (Blue Marble, zooms "
         f"{', '.join(world['tiles'])}; {sum(world['queries'].values())} photos in all); model "
-        f"{stack.model.label()}; index of {stack.tiles_indexed} tiles x 4 rotations; search region from "
+        f"{stack.model.label()}; index of {stack.tiles_indexed} tiles x {len(settings.index_rotations)} rotations; search region from "
         f"the capture time and the TLEs (visibility region); the top {top_k} candidates refined "
         f"(features {settings.refine_features}, {settings.refine_iterations} EarthMatch iterations). "
         f"In-process, no HTTP; {platform.machine()}, {_cores()} cores.",

@@ -101,7 +101,7 @@ def _report(settings: Settings, outcomes: list[LostOutcome], split: str, model: 
     within = sum(s <= settings.lost_in_space_budget_s + 1.0 for s in seconds)
     return "\n".join([
         f"{n} held-out photos ({split} split, Earth only) of {settings.resolved_world_dir.name}, sent with no "
-        f"capture time and no nadir: world-wide search over {tiles} tiles (zooms {', '.join(map(str, world_zooms(settings)))}) x 4 rotations; model {model}. Coarse "
+        f"capture time and no nadir: world-wide search over {tiles} tiles (zooms {', '.join(map(str, world_zooms(settings)))}) x {len(settings.index_rotations)} rotations; model {model}. Coarse "
         f"to fine: zooms {list(plan.coarse_zooms)} world-wide (top {plan.coarse_k}), then zooms "
         f"{list(plan.fine_zooms)} within those tiles grown by {plan.grow:.0%}; at most "
         f"{settings.lost_in_space_max_candidates} of the {pool} candidates refined, within "

@@ -143,7 +143,7 @@ def run(settings: Settings, pool: int = 100, limit: int | None = None, refit: bo
         f"World {world.name} ({len(val)} val / {len(test)} test photos, Earth only; median camera tilt of the "
         f"test photos {statistics.median(tilts):.0f} deg; the real catalogue's fitted law gives "
         f"{float(tilt_for_distance_deg(prior.distance_quantile_km(0.5))):.0f} deg); model {model_ref.label()}; "
-        f"index of {tiles} tiles (zooms {', '.join(map(str, world_zooms(settings)))}) x 4 rotations; region from the capture time and the TLEs; pool of the {pool} "
+        f"index of {tiles} tiles (zooms {', '.join(map(str, world_zooms(settings)))}) x {len(settings.index_rotations)} rotations; region from the capture time and the TLEs; pool of the {pool} "
         f"most similar tiles in the region, re-ranked. Prior: {prior.source} (Weibull k {prior.distance_shape:g}, "
         f"scale {prior.distance_scale_km:g} km; log size = {prior.size_log_intercept:g} + "
         f"{prior.size_log_slope:g} log slant range, sigma {prior.size_log_sigma:g}).",

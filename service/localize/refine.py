@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from geo.acceptance import Acceptance
-from geo.refine import GeoImage, Match, RefineParams, RefineResult, refine_candidates
+from geo.refine import GeoImage, Match, RefineParams, RefineResult, nearest_quarter_turn, refine_candidates
 from index.sources import LocalXYZSource
 from index.surroundings import surrounding_image, zoom_in_surrounding
 from index.tiles import Tile
@@ -80,7 +80,8 @@ class _Surroundings(Sequence):
 
     def __getitem__(self, i):  # noqa: ANN001, ANN204 (Sequence protocol)
         candidate = self.candidates[i]
-        return surrounding_image(self.source, Tile.parse(candidate.tile)), int(candidate.rotation)
+        # An index with in-between turns (index_turns_deg) finds photos turned by e.g. 45 deg.
+        return surrounding_image(self.source, Tile.parse(candidate.tile)), nearest_quarter_turn(candidate.rotation)
 
 
 @dataclass

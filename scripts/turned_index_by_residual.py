@@ -1,0 +1,64 @@
+"""In-region recall of two tile indexes of the active model, by how far each photo is turned from
+the nearest quarter turn (its residual, 0-45 deg): does an index with in-between turns
+(``index_turns_deg``) find the photos the quarter turns miss? Retrieval only, as POST /localize
+ranks by similarity (no prior); the photos of one split of the demo world.
+
+    ASTROLOC_INDEX_TURNS_DEG='[45]' ASTROLOC_INDEX_DIR=var/index-turn45 astroloc bench prior --no-write  # builds it
+    .venv/bin/python scripts/turned_index_by_residual.py --split val var/index var/index-turn45
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+
+import numpy as np
+import shapely
+
+from geo import locate_iss, visibility_region
+from index.search import ShardedIndex
+from service.bench.prior import describe_photos
+from service.config import get_settings
+from service.localize.retrieval import active_model
+from world.catalogue import read_photos
+from world.sampling import sample_tles
+
+BANDS = ((0, 15), (15, 30), (30, 45))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("indexes", nargs="+", help="index directories built with the active model")
+    args = parser.parse_args()
+
+    settings = get_settings()
+    photos = read_photos(settings.resolved_world_dir, args.split)
+    descriptors = describe_photos(settings, photos)
+    key = active_model(settings).index_key
+    tles = sample_tles()
+    regions = []
+    for photo in photos:
+        fix = locate_iss(datetime.fromisoformat(photo.capture_time), tles)
+        regions.append(visibility_region(fix.position.lat, fix.position.lon, fix.position.alt_km, 0.0))
+    residual = np.array([abs((p.orientation_deg + 45) % 90 - 45) for p in photos])
+    print(f"{args.split}: {len(photos)} photos; in-region R@1 / R@10 by residual turn (photos per band: "
+          + ", ".join(f"{lo}-{hi} deg {int(((residual >= lo) & (residual < hi + (hi == 45))).sum())}" for lo, hi in BANDS) + ")")
+    print("| index | rotations | all | " + " | ".join(f"{lo}-{hi} deg" for lo, hi in BANDS) + " |")
+    print("|---|---|---|" + "---|" * len(BANDS))
+    for directory in args.indexes:
+        index = ShardedIndex.open(directory, key)
+        hits = np.zeros((len(photos), 2), bool)
+        for n, (photo, descriptor, region) in enumerate(zip(photos, descriptors, regions)):
+            [result] = index.search(descriptor[None], region, k=10, nprobe=settings.index_nprobe)
+            found = [shapely.covers(hit.footprint, photo.truth.centroid) for hit in result.hits]
+            hits[n] = any(found[:1]), any(found)
+        cells = [f"{100 * hits[:, 0].mean():.1f} / {100 * hits[:, 1].mean():.1f}"]
+        for lo, hi in BANDS:
+            band = (residual >= lo) & (residual < hi + (hi == 45))
+            cells.append(f"{100 * hits[band, 0].mean():.1f} / {100 * hits[band, 1].mean():.1f}")
+        print(f"| {directory} | {len(index.rotations)} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
