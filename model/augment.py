@@ -3,8 +3,9 @@
 Astronaut photos differ from the nadir, cloud-free satellite tiles of the database by their
 orientation (any angle), their scale and framing (oblique, cropped), their colours (film, white
 balance, sun elevation) and the atmosphere between camera and ground (haze). The paper trains with
-rotations, colour jitter and crops; we add a haze veil. Generic augmentations, not our photo
-simulator (world/photosim.py): the model meets real photos and real Sentinel-2 tiles later.
+rotations, colour jitter and crops; we add a haze veil and, optionally, clouds (white blobs of
+smoothed noise: 70% of astronaut photos have some, the tiles none). Generic augmentations, not our
+photo simulator (world/photosim.py): the model meets real photos and real Sentinel-2 tiles later.
 
 Built from torchvision.transforms.v2 on uint8 tensors, one image at a time (each its own draw).
 """
@@ -19,6 +20,7 @@ from torchvision.transforms import v2
 
 # Blue-grey of Rayleigh-scattering haze (RGB 0-255).
 HAZE_RGB = torch.tensor([165.0, 185.0, 215.0]).view(3, 1, 1)
+CLOUD_PROBABILITY = 0.7  # share of augmented images given clouds (EOL: most photos have some)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Augmentation:
     saturation: float = 0.4
     colour_cast: float = 0.1  # per-channel gains in [1 - x, 1 + x] (white balance, film)
     haze: float = 0.35  # veil opacity drawn uniformly in [0, haze]
+    clouds: float = 0.0  # cloud cover drawn uniformly in [0, clouds] (for CLOUD_PROBABILITY of the images)
     probability: float = 0.8  # chance that an image is augmented at all
 
     @classmethod
@@ -74,7 +77,28 @@ def augment(images, augmentation: Augmentation, rng: np.random.Generator) -> lis
             if augmentation.haze:
                 opacity = float(rng.uniform(0.0, augmentation.haze))
                 tensor = tensor * (1 - opacity) + HAZE_RGB * opacity
+            if augmentation.clouds and rng.random() < CLOUD_PROBABILITY:
+                veil = torch.from_numpy(cloud_opacity(tensor.shape[1], rng.uniform(0.0, augmentation.clouds), rng))
+                brightness = float(rng.uniform(210.0, 250.0))
+                tensor = tensor * (1 - veil) + brightness * veil
             out.append(tensor.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+def cloud_opacity(size: int, cover: float, rng: np.random.Generator) -> np.ndarray:
+    """(size, size) float32 opacity in [0, 1]: white noise smoothed at a random scale (cloud fields
+    from a few to tens of pixels across), thresholded so that about ``cover`` of the image is
+    under cloud, with soft edges."""
+    import cv2
+
+    if cover <= 0.0:
+        return np.zeros((size, size), np.float32)
+    sigma = float(rng.uniform(0.03, 0.12)) * size
+    coarse, fine = (cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), s)
+                    for s in (sigma, sigma / 4))
+    field = coarse / (coarse.std() + 1e-9) + 0.3 * fine / (fine.std() + 1e-9)  # ragged edges
+    threshold = np.quantile(field, 1.0 - cover)
+    softness = 0.15 * (field.max() - field.min()) + 1e-6
+    return np.clip((field - threshold) / softness + 0.5, 0.0, 1.0).astype(np.float32)

@@ -73,6 +73,9 @@ AUGMENTATIONS = {
     "jitter": Augmentation(rotation_deg=0.0, crop_scale=(1.0, 1.0), brightness=0.2, contrast=0.2,
                            saturation=0.0, colour_cast=0.0, haze=0.0, probability=1.0),
     "photo": Augmentation(),
+    # "photo" with clouds (white blobs of smoothed noise, cover up to 50%): what the nuisance
+    # ablation (scripts/nuisance_ablation.py) found retrieval loses most to.
+    "photo-clouds": Augmentation(clouds=0.5),
 }
 
 
@@ -103,9 +106,13 @@ class TrainConfig:
     # (PCA of the database tiles' descriptors, no labels): closed-form heads of model.whitening
     whitening_shrinkage: float = 0.1  # of the within-place covariance towards its mean eigenvalue
     whitening_power: float = 0.25  # pca-whitening: variances to the power -this (0.5 whitens fully)
+    # learned whitening: also every database tile against one augmented copy of it (``augment``,
+    # turned at most 45 deg) as a matching pair, so that what augmentation changes (clouds, haze,
+    # colours) is whitened away at every place the service searches, not only the training ones
+    whitening_tile_pairs: bool = False
     frozen_stages: int = 0  # backbone stem + this many block stages never trained (EfficientNet-Lite)
     freeze_bn: bool = False  # keep the initialisation's batch-norm statistics (BN layers in eval mode)
-    augment: str = "jitter"  # none | jitter | photo (AUGMENTATIONS)
+    augment: str = "jitter"  # none | jitter | photo | photo-clouds (AUGMENTATIONS)
     cache_prefix: bool = False  # frozen stages + frozen BN: compute their features once (feature_cache)
     prefix_cache: str | None = None  # where to keep that cache (default: the run directory); runs
     # with the same worlds (train_world_dir too), zooms, frozen stages, seed and validation photos
@@ -378,6 +385,25 @@ class CachedPrefix:
 ProgressFn = Callable[[float, dict], None]
 
 
+def augmented_tile_pairs(net, data: WorldData, cache: CachedPrefix | None, config: TrainConfig  # noqa: ANN001
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled descriptors (T, D) of every database tile and of one augmented copy of each
+    (``config.augment``, turned at most 45 deg; drawn from ``config.seed``): the learned
+    whitening's extra pairs (``whitening_tile_pairs``)."""
+    from model.descriptors import describe
+
+    augmentation = replace(AUGMENTATIONS[config.augment], probability=1.0)
+    augmentation = replace(augmentation, rotation_deg=min(augmentation.rotation_deg, 45.0))
+    copies = augment(data.tile_images, augmentation, np.random.default_rng(config.seed + 2))
+    if cache is not None:
+        clean = suffix_descriptors(net, cache.tiles[:, :1], cache.stages)[:, 0]
+        augmented = suffix_descriptors(net, cache.runner(copies, desc="prefix: augmented tiles"), cache.stages)[:, 0]
+    else:
+        clean = describe(net, data.tile_images, rotations=(0,))[:, 0]
+        augmented = describe(net, np.stack(copies), rotations=(0,))[:, 0]
+    return clean, augmented
+
+
 def whitening_head(net, data: WorldData, cache: CachedPrefix | None, config: TrainConfig) -> None:  # noqa: ANN001
     """``head_init`` "whitening" or "pca-whitening": the projection fitted in closed form
     (model.whitening) on the pooled descriptors, of every training photo and each of its
@@ -406,8 +432,12 @@ def whitening_head(net, data: WorldData, cache: CachedPrefix | None, config: Tra
                 photos = describe(net, data.train_images[q_idx], rotations=(0,))[:, 0]
                 turned = [np.rot90(data.tile_images[t], data.train_rotation[q]) for q, t in zip(q_idx, t_idx)]
                 tiles = describe(net, np.stack(turned), rotations=(0,))[:, 0]
-            weight, bias = learned_whitening(photos, tiles, projection.out_features, config.whitening_shrinkage)
             fitted_on = f"{len(pairs)} training pairs"
+            if config.whitening_tile_pairs:
+                clean, augmented = augmented_tile_pairs(net, data, cache, config)
+                photos, tiles = np.concatenate([photos, augmented]), np.concatenate([tiles, clean])
+                fitted_on += f" + {len(clean)} database tiles against an augmented copy ({config.augment})"
+            weight, bias = learned_whitening(photos, tiles, projection.out_features, config.whitening_shrinkage)
     finally:
         net.projection = projection
     set_linear(projection, weight, bias)

@@ -26,6 +26,26 @@ from world.sampling import sample_tles
 BANDS = ((0, 15), (15, 30), (30, 45))
 
 
+def visibility_regions(photos: list) -> list:
+    """Each photo's search region: the ground that sees the ISS at its capture time (the TLEs)."""
+    tles = sample_tles()
+    regions = []
+    for photo in photos:
+        fix = locate_iss(datetime.fromisoformat(photo.capture_time), tles)
+        regions.append(visibility_region(fix.position.lat, fix.position.lon, fix.position.alt_km, 0.0))
+    return regions
+
+
+def in_region_hits(index: ShardedIndex, descriptors: np.ndarray, photos: list, regions: list, nprobe: int) -> np.ndarray:
+    """(N, 2) bool: the photo's first tile / one of its first 10 contains its footprint's centre."""
+    hits = np.zeros((len(photos), 2), bool)
+    for n, (photo, descriptor, region) in enumerate(zip(photos, descriptors, regions)):
+        [result] = index.search(descriptor[None], region, k=10, nprobe=nprobe)
+        found = [shapely.covers(hit.footprint, photo.truth.centroid) for hit in result.hits]
+        hits[n] = any(found[:1]), any(found)
+    return hits
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("val", "test"), default="val")
@@ -36,23 +56,14 @@ def main() -> None:
     photos = read_photos(settings.resolved_world_dir, args.split)
     descriptors = describe_photos(settings, photos)
     key = active_model(settings).index_key
-    tles = sample_tles()
-    regions = []
-    for photo in photos:
-        fix = locate_iss(datetime.fromisoformat(photo.capture_time), tles)
-        regions.append(visibility_region(fix.position.lat, fix.position.lon, fix.position.alt_km, 0.0))
+    regions = visibility_regions(photos)
     residual = np.array([abs((p.orientation_deg + 45) % 90 - 45) for p in photos])
     print(f"{args.split}: {len(photos)} photos; in-region R@1 / R@10 by residual turn (photos per band: "
           + ", ".join(f"{lo}-{hi} deg {int(((residual >= lo) & (residual < hi + (hi == 45))).sum())}" for lo, hi in BANDS) + ")")
     print("| index | rotations | all | " + " | ".join(f"{lo}-{hi} deg" for lo, hi in BANDS) + " |")
     print("|---|---|---|" + "---|" * len(BANDS))
     for directory in args.indexes:
-        index = ShardedIndex.open(directory, key)
-        hits = np.zeros((len(photos), 2), bool)
-        for n, (photo, descriptor, region) in enumerate(zip(photos, descriptors, regions)):
-            [result] = index.search(descriptor[None], region, k=10, nprobe=settings.index_nprobe)
-            found = [shapely.covers(hit.footprint, photo.truth.centroid) for hit in result.hits]
-            hits[n] = any(found[:1]), any(found)
+        hits = in_region_hits(ShardedIndex.open(directory, key), descriptors, photos, regions, settings.index_nprobe)
         cells = [f"{100 * hits[:, 0].mean():.1f} / {100 * hits[:, 1].mean():.1f}"]
         for lo, hi in BANDS:
             band = (residual >= lo) & (residual < hi + (hi == 45))

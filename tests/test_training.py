@@ -260,6 +260,25 @@ def test_photo_augmentation_keeps_size_and_none_changes_nothing():
     assert all(np.array_equal(o, i) for o, i in zip(augment(images, Augmentation.none(), rng), images))
 
 
+def test_cloud_augmentation_covers_what_it_draws_and_whitens_the_image():
+    from dataclasses import replace
+
+    from model.augment import Augmentation, augment, cloud_opacity
+
+    rng = np.random.default_rng(0)
+    for cover in (0.1, 0.3, 0.5):
+        opacity = cloud_opacity(128, cover, rng)
+        assert opacity.shape == (128, 128) and 0.0 <= opacity.min() and opacity.max() <= 1.0
+        assert abs(float((opacity > 0.5).mean()) - cover) < 0.02
+    assert not cloud_opacity(64, 0.0, rng).any()
+    # Dark ground under clouds of up to 50% cover: some images get bright cloud, none any other change.
+    dark = [np.full((64, 64, 3), 40, np.uint8)] * 20
+    cloudy = augment(dark, replace(Augmentation.none(), clouds=0.5, probability=1.0), rng)
+    bright = [float((c > 150).mean()) for c in cloudy]
+    assert 5 <= sum(b > 0.01 for b in bright) <= 19 and max(bright) < 0.6
+    assert all(np.array_equal(c[c.max(axis=2) <= 40], d[c.max(axis=2) <= 40]) for c, d in zip(cloudy, dark))
+
+
 def test_fine_tuning_run_selects_on_validation_and_reports_in_region_recall(tiny_world, tmp_path):
     import json
 
@@ -396,6 +415,25 @@ def test_a_whitening_initialised_run_starts_at_the_zero_shot_recall(tiny_world, 
     assert net.config.descriptor_dim == 512
     with pytest.raises(ValueError, match="head_init"):
         TrainConfig.from_dict({"head_init": "pca"})
+
+
+def test_learned_whitening_can_add_every_tile_against_a_cloudy_copy(tiny_world, tmp_path):
+    """``whitening_tile_pairs``: the head is fitted on the training pairs and on each database
+    tile against an augmented (cloudy) copy, and differs from the head fitted without them."""
+    import model
+    from model.training import TrainConfig, train
+
+    heads = {}
+    for extra in (False, True):
+        config = TrainConfig.from_dict({
+            "world_dir": str(tiny_world), "arch": "astroloc-lite-gem", "pretrained": True, "iterations": 0,
+            "frozen_stages": 5, "freeze_bn": True, "cache_prefix": True, "head_init": "whitening",
+            "augment": "photo-clouds", "whitening_tile_pairs": extra, "evaluation_rotate": "query",
+            "name": f"tile-pairs-{extra}", "t_iou": 0.01,
+        })
+        train(config, tmp_path / str(extra))
+        heads[extra] = model.create_model("astroloc-lite-gem", weights=tmp_path / str(extra) / "model.pt").projection.weight
+    assert not torch.allclose(heads[False], heads[True])
 
 
 def test_the_ablation_report_names_every_head_initialisation():
