@@ -59,7 +59,7 @@ from index.shards import (
     write_shard,
 )
 from index.files import claim_with_stamp, write_atomically
-from index.surroundings import turned_tile_image
+from index.surroundings import turned_tile_images
 from index.sources import CorruptTileError, TileError, TileNotFoundError, TileSource
 from index.tiles import Tile
 
@@ -96,7 +96,7 @@ class SourceDescriber:
     ``lambda images: model.describe(net, images)``). Missing and corrupt tiles are skipped.
 
     ``turns_deg`` (e.g. (45,)): each tile is also read turned by these degrees with its
-    neighbours' ground in the corners (:func:`index.surroundings.turned_tile_image`) and described
+    neighbours' ground in the corners (:func:`index.surroundings.turned_tile_images`) and described
     the same way; their descriptors follow the plain ones on the second axis, in the order of
     :func:`index.shards.rotations_with_turns`."""
 
@@ -120,10 +120,12 @@ class SourceDescriber:
         if not kept:
             return DescribedTiles([], np.zeros((0, 0, 0), np.float32), skipped)
         descriptors = [np.asarray(self.describe_images([image for _, image in kept]))]
-        for turn in self.turns_deg:
+        if self.turns_deg:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="tile-turn") as pool:
-                turned = list(pool.map(lambda tile: turned_tile_image(self.source, tile, turn), [t for t, _ in kept]))
-            descriptors.append(np.asarray(self.describe_images(turned)))
+                turned = list(pool.map(lambda tile: turned_tile_images(self.source, tile, self.turns_deg),
+                                       [t for t, _ in kept]))
+            for n in range(len(self.turns_deg)):  # one turn of every tile at a time: the order of the turns
+                descriptors.append(np.asarray(self.describe_images([images[n] for images in turned])))
         return DescribedTiles([tile for tile, _ in kept], np.concatenate(descriptors, axis=1), skipped)
 
     def _load(self, tile: Tile) -> tuple[np.ndarray | None, str | None]:

@@ -67,6 +67,7 @@ def rotations_with_turns(turns_deg: Sequence[int] = ()) -> tuple[int, ...]:
         raise ValueError(f"turns must be distinct degrees strictly between 0 and 90, got {list(turns_deg)!r}")
     return DEFAULT_ROTATIONS + tuple(t + r for t in turns for r in DEFAULT_ROTATIONS)
 
+
 # One row per tile of a shard; bounds in degrees as index.tiles.tile_bounds gives them (east may
 # exceed 180 for a tile straddling the antimeridian).
 TILE_DTYPE = np.dtype(

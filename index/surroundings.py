@@ -8,6 +8,8 @@ then run past +/-180); rows beyond the poles of the Mercator square are black.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -41,22 +43,28 @@ def surrounding_image(source: TileSource, tile: Tile, size: int = 3) -> GeoImage
     return GeoImage(canvas, (float(west), float(south), float(east), float(north)))
 
 
-def turned_tile_image(source: TileSource, tile: Tile, degrees: float) -> np.ndarray:
-    """``tile`` turned counter-clockwise by ``degrees`` about its centre, as the ground around it
-    would look: its 3x3 surroundings turned and the tile-sized square at the centre kept, so the
-    corners a turn uncovers hold the neighbours' ground, not padding (the index describes tiles
-    at turns between the quarter turns this way: ``index.shards.rotations_with_turns``)."""
+def turned_tile_images(source: TileSource, tile: Tile, turns_deg: Sequence[float]) -> list[np.ndarray]:
+    """``tile`` turned counter-clockwise by each of ``turns_deg`` about its centre, as the ground
+    around it would look: its 3x3 surroundings (read once for all turns) turned and the
+    tile-sized square at the centre kept, so the corners a turn uncovers hold the neighbours'
+    ground, not padding (the index describes tiles at turns between the quarter turns this way:
+    ``index.shards.rotations_with_turns``)."""
+    if not turns_deg:
+        return []
     surrounding = surrounding_image(source, tile)
     side = source.tile_size
     # The tile's centre on the canvas, in plain-tile units from the canvas's top-left tile.
     centre_x = (tile.x / tile.steps - (tile.x // tile.steps - 1) + 0.5) * side
     centre_y = (tile.y / tile.steps - (tile.y // tile.steps - 1) + 0.5) * side
-    # OpenCV puts pixel centres at integer coordinates: the centre of the tile is half a pixel up-left.
-    matrix = cv2.getRotationMatrix2D((centre_x - 0.5, centre_y - 0.5), float(degrees), 1.0)
-    # Shift so that the tile's centre lands at the output's centre: one warp, no second crop.
-    matrix[:, 2] += (side / 2 - centre_x, side / 2 - centre_y)
-    return cv2.warpAffine(surrounding.image, matrix, (side, side), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT)
+    turned = []
+    for degrees in turns_deg:
+        # OpenCV puts pixel centres at integer coordinates: the tile's centre is half a pixel up-left.
+        matrix = cv2.getRotationMatrix2D((centre_x - 0.5, centre_y - 0.5), float(degrees), 1.0)
+        # Shift so that the tile's centre lands at the output's centre: one warp, no second crop.
+        matrix[:, 2] += (side / 2 - centre_x, side / 2 - centre_y)
+        turned.append(cv2.warpAffine(surrounding.image, matrix, (side, side), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_CONSTANT))
+    return turned
 
 
 def zoom_in_surrounding(source: TileSource, corners_lonlat: np.ndarray, max_zoom: int,

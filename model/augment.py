@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torchvision.transforms import v2
@@ -91,8 +92,6 @@ def cloud_opacity(size: int, cover: float, rng: np.random.Generator) -> np.ndarr
     """(size, size) float32 opacity in [0, 1]: white noise smoothed at a random scale (cloud fields
     from a few to tens of pixels across), thresholded so that about ``cover`` of the image is
     under cloud, with soft edges."""
-    import cv2
-
     if cover <= 0.0:
         return np.zeros((size, size), np.float32)
     sigma = float(rng.uniform(0.03, 0.12)) * size

@@ -52,14 +52,19 @@ class RetrievalSet:
         return RetrievalSet(self.split, self.images[:count], self.centres[:count], self.region_tiles[:count])
 
 
-def visibility_tiles(capture_time: str, tile_geometries: np.ndarray, tles: Sequence[object],
-                     min_elevation_deg: float = 0.0) -> np.ndarray:
-    """Indices of the tiles meeting the ground that sees the ISS at ``capture_time`` (ISO 8601)."""
+def visibility_region_at(capture_time: str, tles: Sequence[object], min_elevation_deg: float = 0.0):  # noqa: ANN201
+    """The ground that sees the ISS at ``capture_time`` (ISO 8601), from ``tles`` (a shapely geometry)."""
     fix = locate_iss(datetime.fromisoformat(capture_time), tles)
     if not fix.trusted:
         raise ValueError(f"no ISS position at {capture_time}: {fix.fallback_reason}")
     point = fix.position
-    region = prepare_region(visibility_region(point.lat, point.lon, point.alt_km, min_elevation_deg))
+    return visibility_region(point.lat, point.lon, point.alt_km, min_elevation_deg)
+
+
+def visibility_tiles(capture_time: str, tile_geometries: np.ndarray, tles: Sequence[object],
+                     min_elevation_deg: float = 0.0) -> np.ndarray:
+    """Indices of the tiles meeting the ground that sees the ISS at ``capture_time`` (ISO 8601)."""
+    region = prepare_region(visibility_region_at(capture_time, tles, min_elevation_deg))
     return np.flatnonzero(meets(tile_geometries, region))
 
 

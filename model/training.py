@@ -385,6 +385,13 @@ class CachedPrefix:
 ProgressFn = Callable[[float, dict], None]
 
 
+def pair_augmentation_of(augmentation: Augmentation) -> Augmentation:
+    """The augmentation of a pair's tile: a pair's tile is already turned by the quarter turn
+    nearest the photo's orientation (the database's 4 rotations), so what is left to learn is
+    at most 45 degrees either way."""
+    return replace(augmentation, rotation_deg=min(augmentation.rotation_deg, 45.0))
+
+
 def augmented_tile_pairs(net, data: WorldData, cache: CachedPrefix | None, config: TrainConfig  # noqa: ANN001
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled descriptors (T, D) of every database tile and of one augmented copy of each
@@ -392,12 +399,11 @@ def augmented_tile_pairs(net, data: WorldData, cache: CachedPrefix | None, confi
     whitening's extra pairs (``whitening_tile_pairs``)."""
     from model.descriptors import describe
 
-    augmentation = replace(AUGMENTATIONS[config.augment], probability=1.0)
-    augmentation = replace(augmentation, rotation_deg=min(augmentation.rotation_deg, 45.0))
+    augmentation = replace(pair_augmentation_of(AUGMENTATIONS[config.augment]), probability=1.0)
     copies = augment(data.tile_images, augmentation, np.random.default_rng(config.seed + 2))
     if cache is not None:
-        clean = suffix_descriptors(net, cache.tiles[:, :1], cache.stages)[:, 0]
-        augmented = suffix_descriptors(net, cache.runner(copies, desc="prefix: augmented tiles"), cache.stages)[:, 0]
+        clean = cache.database(net, 1)[:, 0]
+        augmented = cache.photos(net, copies)[:, 0]
     else:
         clean = describe(net, data.tile_images, rotations=(0,))[:, 0]
         augmented = describe(net, np.stack(copies), rotations=(0,))[:, 0]
@@ -534,9 +540,7 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed at iteration %d", iteration)
     augmentation = AUGMENTATIONS[config.augment]
-    # A pair's tile is already turned by the quarter turn nearest the photo's orientation (the
-    # database's 4 rotations): what is left to learn is at most 45 degrees either way.
-    pair_augmentation = replace(augmentation, rotation_deg=min(augmentation.rotation_deg, 45.0))
+    pair_augmentation = pair_augmentation_of(augmentation)
 
     cache = CachedPrefix(net, data, config, validation, out, pair_augmentation) if config.cache_prefix else None
     if cache is not None:

@@ -10,13 +10,12 @@ ranks by similarity (no prior); the photos of one split of the demo world.
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 
 import numpy as np
 import shapely
 
-from geo import locate_iss, visibility_region
 from index.search import ShardedIndex
+from model.evaluation import visibility_region_at
 from service.bench.prior import describe_photos
 from service.config import get_settings
 from service.localize.retrieval import active_model
@@ -29,11 +28,7 @@ BANDS = ((0, 15), (15, 30), (30, 45))
 def visibility_regions(photos: list) -> list:
     """Each photo's search region: the ground that sees the ISS at its capture time (the TLEs)."""
     tles = sample_tles()
-    regions = []
-    for photo in photos:
-        fix = locate_iss(datetime.fromisoformat(photo.capture_time), tles)
-        regions.append(visibility_region(fix.position.lat, fix.position.lon, fix.position.alt_km, 0.0))
-    return regions
+    return [visibility_region_at(photo.capture_time, tles) for photo in photos]
 
 
 def in_region_hits(index: ShardedIndex, descriptors: np.ndarray, photos: list, regions: list, nprobe: int) -> np.ndarray:
@@ -63,7 +58,8 @@ def main() -> None:
     print("| index | rotations | all | " + " | ".join(f"{lo}-{hi} deg" for lo, hi in BANDS) + " |")
     print("|---|---|---|" + "---|" * len(BANDS))
     for directory in args.indexes:
-        hits = in_region_hits(ShardedIndex.open(directory, key), descriptors, photos, regions, settings.index_nprobe)
+        index = ShardedIndex.open(directory, key)
+        hits = in_region_hits(index, descriptors, photos, regions, settings.index_nprobe)
         cells = [f"{100 * hits[:, 0].mean():.1f} / {100 * hits[:, 1].mean():.1f}"]
         for lo, hi in BANDS:
             band = (residual >= lo) & (residual < hi + (hi == 45))

@@ -39,7 +39,6 @@ class DemoStack:
     model: ModelRef
     index_dir: Path
     tiles_indexed: int
-    rotations: tuple[int, ...]  # degrees of each tile's descriptors (settings.index_rotations)
 
 
 def world_zooms(settings: Settings) -> list[int]:
@@ -122,7 +121,7 @@ def prepare_demo(settings: Settings, progress: bool = False) -> DemoStack:
     ensure_tles(settings)
     model_ref = ensure_demo_model(settings)
     tiles = ensure_index(settings, model_ref, progress)
-    return DemoStack(world, model_ref, settings.resolved_index_dir, tiles, settings.index_rotations)
+    return DemoStack(world, model_ref, settings.resolved_index_dir, tiles)
 
 
 def world_photos(settings: Settings, split: str = "test", limit: int | None = None) -> list[WorldPhoto]:

@@ -12,7 +12,7 @@ from index.build import SourceDescriber, build_index
 from index.search import ShardedIndex
 from index.shards import Manifest, rotations_with_turns
 from index.sources import LocalXYZSource
-from index.surroundings import turned_tile_image
+from index.surroundings import turned_tile_images
 from index.tiles import Tile, tiles_at_zoom
 from service.config import Settings
 
@@ -38,18 +38,36 @@ def source(tmp_path_factory) -> LocalXYZSource:
 
 def test_no_turn_is_the_tile_itself_on_both_grids(source):
     for tile in (Tile(3, 2, 3), Tile(3, 5, 6, steps=2), Tile(3, 0, 1, steps=2)):
-        assert np.array_equal(turned_tile_image(source, tile, 0), source.read_tile(tile)), tile
+        assert np.array_equal(turned_tile_images(source, tile, [0])[0], source.read_tile(tile)), tile
 
 
 def test_a_quarter_turn_is_numpy_rot90(source):
     tile = Tile(3, 3, 4)
-    difference = np.abs(turned_tile_image(source, tile, 90).astype(int) - np.rot90(source.read_tile(tile)).astype(int))
+    difference = np.abs(turned_tile_images(source, tile, [90])[0].astype(int) - np.rot90(source.read_tile(tile)).astype(int))
     assert difference.max() <= 1
+
+
+def test_all_turns_come_from_one_read_of_the_surroundings_in_their_order(source):
+    reads = []
+
+    class CountingSource(LocalXYZSource):
+        def read_tile(self, tile):
+            reads.append(tile)
+            return super().read_tile(tile)
+
+    counting = CountingSource(source.root, tile_size=SIDE)
+    tile = Tile(3, 3, 4)
+    turned = turned_tile_images(counting, tile, [30, 0, 60])
+    assert len(reads) == 9  # the 3x3 surroundings once, not once per turn
+    assert np.array_equal(turned[1], source.read_tile(tile))
+    assert np.array_equal(turned[0], turned_tile_images(source, tile, [30])[0])
+    assert np.array_equal(turned[2], turned_tile_images(source, tile, [60])[0])
+    assert turned_tile_images(counting, tile, []) == [] and len(reads) == 9
 
 
 def test_an_eighth_turn_fills_its_corners_with_the_neighbours_ground(source):
     tile = Tile(3, 3, 4)
-    turned = turned_tile_image(source, tile, 45)
+    [turned] = turned_tile_images(source, tile, [45])
     assert turned.shape == (SIDE, SIDE, 3)
     assert turned.min() >= 20  # no black padding anywhere: the ground is in [20, 235]
     # Its centre is the tile's centre; its corner is ground beyond the tile, not the tile's corner.
@@ -77,7 +95,7 @@ def test_an_index_with_eighth_turns_finds_a_photo_turned_by_45_degrees(tmp_path,
     assert Manifest.load(tmp_path).rotations == list(rotations)
     index = ShardedIndex.open(tmp_path, MODEL)
     target = Tile(3, 3, 4)
-    photo = turned_tile_image(source, target, 45)  # the ground under a photo turned by 45 deg
+    [photo] = turned_tile_images(source, target, [45])  # the ground under a photo turned by 45 deg
     [result] = index.search(describe_thumbnails([photo])[:, 0], None, k=3)
     assert (str(result.hits[0].tile), result.hits[0].rotation) == ("3/3/4", 45)
     # Turned by a further quarter turn, it matches the tile at 135 deg.

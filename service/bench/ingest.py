@@ -72,7 +72,7 @@ def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int
         with admin.connect() as connection:
             connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
-    return _report(stack, summary, jobs, wall, workers, concurrency, photo_size)
+    return _report(settings, stack, summary, jobs, wall, workers, concurrency, photo_size)
 
 
 def _catalogue(settings: Settings, photo_ids: set[str], out: Path, photo_size: tuple[int, int] | None = None) -> Path:
@@ -180,7 +180,7 @@ def _mean(values: list) -> float:
     return statistics.mean(values) if values else float("nan")
 
 
-def _report(stack, summary: dict, jobs: list[dict], wall: float, workers: int, concurrency: int,  # noqa: ANN001
+def _report(settings: Settings, stack, summary: dict, jobs: list[dict], wall: float, workers: int, concurrency: int,  # noqa: ANN001
             photo_size: tuple[int, int] | None = None) -> str:
     done = len(jobs)
     per_hour = done / wall * 3600 if wall else 0.0
@@ -197,7 +197,7 @@ def _report(stack, summary: dict, jobs: list[dict], wall: float, workers: int, c
         + (f" as {photo_size[0]}x{photo_size[1]} JPEGs (the 512-px renders enlarged, black borders)" if photo_size else "")
         + f" through `astroloc ingest` -> 1 API process + {workers} RQ "
         f"workers, PostgreSQL/PostGIS + Redis, {concurrency} requests in flight; model "
-        f"{stack.model.label()}, index of {stack.tiles_indexed} tiles x {len(stack.rotations)} rotations; {os.cpu_count()} cores.",
+        f"{stack.model.label()}, index of {stack.tiles_indexed} tiles x {len(settings.index_rotations)} rotations; {os.cpu_count()} cores.",
         "",
         "| photos | localized | wall s | photos/hour | photos/day | target 10,000/day |",
         "|---|---|---|---|---|---|",
