@@ -110,6 +110,11 @@ class TrainConfig:
     # turned at most 45 deg) as a matching pair, so that what augmentation changes (clouds, haze,
     # colours) is whitened away at every place the service searches, not only the training ones
     whitening_tile_pairs: bool = False
+    # pair loss: this many extra pairs a batch, each an augmented copy of a database tile (as above,
+    # drawn once per tile) against the clean tile: self-supervised pairs at every place the service
+    # searches, so that the trainable stages see the tiles under clouds and haze, not only the
+    # training photos' places
+    tile_pairs: int = 0
     frozen_stages: int = 0  # backbone stem + this many block stages never trained (EfficientNet-Lite)
     freeze_bn: bool = False  # keep the initialisation's batch-norm statistics (BN layers in eval mode)
     augment: str = "jitter"  # none | jitter | photo | photo-clouds (AUGMENTATIONS)
@@ -174,6 +179,8 @@ class TrainConfig:
             raise ValueError("whitening_shrinkage must lie in [0, 1)")
         if not 0.0 <= self.whitening_power <= 0.5:
             raise ValueError("whitening_power must lie in [0, 0.5]")
+        if self.tile_pairs < 0 or (self.tile_pairs and "pair" not in self.losses):
+            raise ValueError(f"tile_pairs must be >= 0 and needs the pair loss, got {self.tile_pairs} with {self.losses!r}")
         if self.evaluation_rotate not in ("database", "query"):
             raise ValueError(f"evaluation_rotate must be 'database' or 'query', got {self.evaluation_rotate!r}")
 
@@ -266,6 +273,22 @@ def pair_batch(data: WorldData, rng: np.random.Generator, size: int) -> tuple[np
     return np.array(chosen_q), np.array(chosen_t)
 
 
+def tile_pair_batch(data: WorldData, rng: np.random.Generator, size: int, q_idx: np.ndarray,
+                    t_idx: np.ndarray) -> np.ndarray:
+    """``size`` database tiles (``tile_pairs``) overlapping neither each other nor the ground of
+    the photo pairs ``q_idx`` / ``t_idx`` already in the batch: no pair is another's negative by mistake."""
+    taken = [data.train_polygons[q].union(data.tile_polygons[t]) for q, t in zip(q_idx, t_idx)]
+    chosen = []
+    for t in rng.permutation(len(data.tile_images)):
+        if any(data.tile_polygons[t].intersects(other) for other in taken):
+            continue
+        chosen.append(int(t))
+        taken.append(data.tile_polygons[t])
+        if len(chosen) == size:
+            break
+    return np.array(chosen, dtype=np.int64)
+
+
 def quadruplet_views(data: WorldData, t: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Four views of one place: the tile, the tile turned, a turned crop, the next zoom's tile."""
     image = data.tile_images[t]
@@ -342,6 +365,13 @@ class CachedPrefix:
         self.tiles, self.train, self.val = arrays["tiles"], arrays["train"], arrays.get("val")
         self.pair_tiles = arrays["pair_tiles"]
         self.pair_index = {(int(q), int(t)): n for n, (q, t) in enumerate(arrays["pair_keys"])}
+        self._tile_copies: np.ndarray | None = None
+
+    def tile_copies(self, data: WorldData, config: TrainConfig) -> np.ndarray:
+        """Prefix features (T, C, h, w) of :func:`tile_copies` (computed on first use, then kept)."""
+        if self._tile_copies is None:
+            self._tile_copies = self.runner(tile_copies(data, config), desc="prefix: augmented tiles")[:, 0]
+        return self._tile_copies
 
     def descriptors(self, net, features: np.ndarray | list) -> torch.Tensor:  # noqa: ANN001
         """Descriptors (with gradients) of a batch of cached features (B, C, h, w)."""
@@ -394,20 +424,25 @@ def pair_augmentation_of(augmentation: Augmentation) -> Augmentation:
 
 def augmented_tile_pairs(net, data: WorldData, cache: CachedPrefix | None, config: TrainConfig  # noqa: ANN001
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled descriptors (T, D) of every database tile and of one augmented copy of each
-    (``config.augment``, turned at most 45 deg; drawn from ``config.seed``): the learned
+    """Pooled descriptors (T, D) of every database tile and of its :func:`tile_copies`: the learned
     whitening's extra pairs (``whitening_tile_pairs``)."""
     from model.descriptors import describe
 
-    augmentation = replace(pair_augmentation_of(AUGMENTATIONS[config.augment]), probability=1.0)
-    copies = augment(data.tile_images, augmentation, np.random.default_rng(config.seed + 2))
     if cache is not None:
         clean = cache.database(net, 1)[:, 0]
-        augmented = cache.photos(net, copies)[:, 0]
+        augmented = suffix_descriptors(net, cache.tile_copies(data, config)[:, None], cache.stages)[:, 0]
     else:
         clean = describe(net, data.tile_images, rotations=(0,))[:, 0]
-        augmented = describe(net, np.stack(copies), rotations=(0,))[:, 0]
+        augmented = describe(net, np.stack(tile_copies(data, config)), rotations=(0,))[:, 0]
     return clean, augmented
+
+
+def tile_copies(data: WorldData, config: TrainConfig) -> list[np.ndarray]:
+    """One augmented copy of every database tile (``config.augment`` always applied, turned at most
+    45 deg; drawn from ``config.seed``): the other side of the tile pairs (``whitening_tile_pairs``,
+    ``tile_pairs``)."""
+    augmentation = replace(pair_augmentation_of(AUGMENTATIONS[config.augment]), probability=1.0)
+    return augment(data.tile_images, augmentation, np.random.default_rng(config.seed + 2))
 
 
 def whitening_head(net, data: WorldData, cache: CachedPrefix | None, config: TrainConfig) -> None:  # noqa: ANN001
@@ -573,7 +608,7 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
 
     if iteration == 0 and config.validate_every and config.select_init:
         select(0)  # the initialisation competes too: training must beat it
-    sampler = None
+    sampler = copies = None
     uses_pairs, uses_ms = "pair" in config.losses, "ms" in config.losses
     bar = tqdm(total=config.iterations, initial=iteration, desc=config.name, unit="it", mininterval=2.0)
     loop_started, loop_start_iteration = time.perf_counter(), iteration
@@ -596,6 +631,17 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
                 tiles = [np.rot90(data.tile_images[t], k) for t, k in zip(t_idx, data.train_rotation[q_idx])]
                 q = net(batch_tensor(data.train_images[q_idx]))
                 d = net(batch_tensor(augment(tiles, pair_augmentation, rng)))
+            if config.tile_pairs:
+                tt = tile_pair_batch(data, rng, config.tile_pairs, q_idx, t_idx)
+                if cache is not None:
+                    q_tiles = cache.descriptors(net, cache.tile_copies(data, config)[tt])
+                    d_tiles = cache.descriptors(net, cache.tiles[tt, 0])
+                else:
+                    if copies is None:
+                        copies = tile_copies(data, config)
+                    q_tiles = net(batch_tensor([copies[t] for t in tt]))
+                    d_tiles = net(batch_tensor(data.tile_images[tt]))
+                q, d = torch.cat([q, q_tiles]), torch.cat([d, d_tiles])
             pair_term = pair_loss(q, d, config.alpha_1, config.beta_1)
         if uses_ms:
             pool = (random_items(rng, len(data.tiles), config.batch_quads * 4) if config.sampling == "random"

@@ -10,7 +10,6 @@ the tiles show (look-alike ocean, ice, desert at ~7 km/px) is the limit, not rob
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 
@@ -19,10 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from service.bench.prior import describe_photos
-from service.config import get_settings
-from service.localize.retrieval import get_engine
-from turned_index_by_residual import in_region_hits, visibility_regions
-from world.catalogue import read_photos
+from turned_index_by_residual import held_out, in_region_hits
 from world.photosim import NO_NUISANCES
 from world.sampling import QuerySampling, sample_tles, sample_view
 from world.view import render_view
@@ -37,14 +33,7 @@ VARIANTS = {  # name -> the nuisances kept, from the photo's own draw
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("val", "test"), default="val")
-    args = parser.parse_args()
-
-    settings = get_settings()
-    engine = get_engine(settings)
-    photos = read_photos(settings.resolved_world_dir, args.split)
-    regions = visibility_regions(photos)
+    split, settings, engine, photos, regions = held_out(__doc__.splitlines()[0])
     tles, sampling = sample_tles(), QuerySampling(width=settings.world_image_size, height=settings.world_image_size)
     seed = settings.world_seed
     views = [sample_view(np.random.default_rng([seed, int(p.columns["FRAME"])]), tles, sampling) for p in photos]
@@ -55,7 +44,7 @@ def main() -> None:
             jpeg = render_view(dataclasses.replace(view, nuisances=keep(view.nuisances))).jpeg
             images.append(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
         rows.append((name, np.concatenate([engine.describe(images[i : i + 16]) for i in range(0, len(images), 16)])))
-    print(f"{args.split}: {len(photos)} photos, model {engine.model_ref.label()}; in-region, similarity only")
+    print(f"{split}: {len(photos)} photos, model {engine.model_ref.label()}; in-region, similarity only")
     print("| photos | R@1 | R@10 |\n|---|---|---|")
     for name, descriptors in rows:
         hits = in_region_hits(engine.index, descriptors, photos, regions, settings.index_nprobe)

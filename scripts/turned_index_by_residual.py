@@ -18,7 +18,7 @@ from index.search import ShardedIndex
 from model.evaluation import visibility_region_at
 from service.bench.prior import describe_photos
 from service.config import get_settings
-from service.localize.retrieval import active_model
+from service.localize.retrieval import active_model, get_engine
 from world.catalogue import read_photos
 from world.sampling import sample_tles
 
@@ -29,6 +29,17 @@ def visibility_regions(photos: list) -> list:
     """Each photo's search region: the ground that sees the ISS at its capture time (the TLEs)."""
     tles = sample_tles()
     return [visibility_region_at(photo.capture_time, tles) for photo in photos]
+
+
+def held_out(description: str) -> tuple:
+    """The command line's ``--split`` (val or test): (settings, the retrieval engine of the active
+    model, the split's photos, their visibility regions)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    args = parser.parse_args()
+    settings = get_settings()
+    photos = read_photos(settings.resolved_world_dir, args.split)
+    return args.split, settings, get_engine(settings), photos, visibility_regions(photos)
 
 
 def in_region_hits(index: ShardedIndex, descriptors: np.ndarray, photos: list, regions: list, nprobe: int) -> np.ndarray:

@@ -34,13 +34,13 @@ def model_store_health(settings: Settings) -> dict:
         return {"ok": False, "error": str(exc).splitlines()[0]}
     store = artifacts.model_store(settings)
     found, problems = {}, []
-    for version in active:
+    for model_version in active:
         try:
-            store.verify(version.path, version.sha256)
+            store.verify(model_version.path, model_version.sha256)
         except (OSError, CorruptArtifactError) as exc:
-            problems.append(f"active {version.kind} model {version.name!r}: {exc}")
+            problems.append(f"active {model_version.kind} model {model_version.name!r}: {exc}")
             continue
-        found[version.kind] = f"{version.name} ({version.sha256[:12]})"
+        found[model_version.kind] = f"{model_version.name} ({model_version.sha256[:12]})"
     report: dict = {"ok": not problems, "active": found}
     if problems:
         report["error"] = "; ".join(problems)

@@ -442,3 +442,34 @@ def test_the_ablation_report_names_every_head_initialisation():
     # The report once called a PCA-whitening head "initialised at random": one wording per choice.
     assert set(HEAD_INIT_WORDS) == set(HEAD_INITS)
     assert len(set(HEAD_INIT_WORDS.values())) == len(HEAD_INITS)
+
+
+def test_tile_pairs_join_the_pair_loss_on_ground_no_other_pair_covers(tiny_world, tmp_path):
+    """``tile_pairs``: each batch also pairs augmented copies of database tiles with the clean
+    tiles, on ground that overlaps neither each other nor the photo pairs; cached or not, the
+    run trains on them (the head ends elsewhere than without them) and the option is checked."""
+    import model
+    from model.training import TrainConfig, load_world, pair_batch, tile_pair_batch, train
+
+    data = load_world(tiny_world, 128, 0.2)
+    rng = np.random.default_rng(0)
+    q_idx, t_idx = pair_batch(data, rng, 2)
+    tiles = tile_pair_batch(data, rng, 4, q_idx, t_idx)
+    assert len(tiles) >= 1 and len(set(tiles.tolist())) == len(tiles)
+    photo_ground = [data.train_polygons[q].union(data.tile_polygons[t]) for q, t in zip(q_idx, t_idx)]
+    for n, t in enumerate(tiles):
+        assert not any(data.tile_polygons[t].intersects(area) for area in photo_ground)
+        assert not any(data.tile_polygons[t].intersects(data.tile_polygons[u]) for u in tiles[n + 1:])
+
+    base = {"world_dir": str(tiny_world), "arch": "astroloc-lite-gem", "pretrained": True, "iterations": 2,
+            "losses": "pair", "batch_pairs": 2, "frozen_stages": 5, "freeze_bn": True, "augment": "photo-clouds",
+            "lr": 1e-3, "evaluation_rotate": "query", "t_iou": 0.01, "test": False, "name": "tile-pairs"}
+    heads = {}
+    for cached in (False, True):
+        for pairs in (0, 3):
+            run = tmp_path / f"cached-{cached}-pairs-{pairs}"
+            train(TrainConfig.from_dict(base | {"cache_prefix": cached, "tile_pairs": pairs}), run)
+            heads[cached, pairs] = model.create_model("astroloc-lite-gem", weights=run / "model.pt").projection.weight
+        assert not torch.allclose(heads[cached, 0], heads[cached, 3]), cached
+    with pytest.raises(ValueError, match="tile_pairs"):
+        TrainConfig.from_dict(base | {"losses": "ms", "tile_pairs": 2})

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from starid.catalog import StarCatalog, build_catalog
-from starid.geometry import rotation_angle_deg
 from starid.identify import DEFAULT_ALPHA_EPS_DEG, DEFAULT_MAG_TOLERANCE, identify_pixels, warm_up
 from starid.simulate import Scene, build_sky, simulate_scene, simulate_sensor_scene
 
@@ -286,7 +285,7 @@ def run(
     peer = tetra3rs_or_none() if with_peer else None
     rng = np.random.default_rng(seed)
     sections = [
-        f"### Sensor scenes, ours beside tetra3rs (same scenes, same run)",
+        "### Sensor scenes, ours beside tetra3rs (same scenes, same run)",
         "",
         f"{FOV_DEG:g} x {FOV_DEG:g} deg, {IMAGE_PX} x {IMAGE_PX} px, uniformly random attitudes, seed {seed}; "
         f"sky: {len(sky)} Hipparcos stars to Hp 8.5; detection at observed magnitude <= 6; stars "

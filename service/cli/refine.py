@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from geo.refine import GeoImage, RefineParams, match_rotations
+from geo.refine import GeoImage, match_rotations
 from service.localize.refine import refine_params
 from service.cli.common import fail, print_json, read_image
 from service.config import get_settings
