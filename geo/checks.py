@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from shapely.geometry.base import BaseGeometry
 
-from geo.lonlat import WGS84_GEOD, polygons_of
+from geo.lonlat import geodesic_distance_km, polygons_of
 from geo.prior import HORIZON_MARGIN, far_beyond_horizon_km
 
 ISS_FIRST_LAUNCH = datetime(1998, 11, 20, tzinfo=UTC)
@@ -60,8 +60,7 @@ class MetadataCheck:
 
 def ground_distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """WGS84 geodesic distance (km) between two ``(lat, lon)`` points."""
-    _, _, metres = WGS84_GEOD.inv(a[1], a[0], b[1], b[0])
-    return float(metres) / 1000.0
+    return float(geodesic_distance_km(a[0], a[1], b[0], b[1]))
 
 
 def check_capture_time(when: datetime, now: datetime | None = None) -> MetadataCheck:
@@ -106,11 +105,7 @@ def check_footprint_horizon(
 ) -> MetadataCheck:
     """No vertex of a (catalogue) footprint lies far beyond the ISS's horizon."""
     vertices = np.concatenate([np.asarray(p.exterior.coords) for p in polygons_of(footprint)])
-    count = len(vertices)
-    _, _, metres = WGS84_GEOD.inv(
-        np.full(count, sub_point[1]), np.full(count, sub_point[0]), vertices[:, 0], vertices[:, 1]
-    )
-    farthest = float(np.max(metres)) / 1000.0
+    farthest = float(np.max(geodesic_distance_km(sub_point[0], sub_point[1], vertices[:, 1], vertices[:, 0])))
     limit = far_beyond_horizon_km(alt_km, sub_point[0])
     ok = farthest <= limit
     return MetadataCheck(

@@ -87,6 +87,13 @@ def polygons_of(geometry: BaseGeometry) -> list[Polygon]:
     return [polygon for part in getattr(geometry, "geoms", []) for polygon in polygons_of(part)]
 
 
+def geodesic_distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """WGS84 geodesic distances (km) between points (arrays broadcast against each other)."""
+    lat1, lon1, lat2, lon2 = np.broadcast_arrays(*(np.asarray(a, float) for a in (lat1, lon1, lat2, lon2)))
+    _, _, metres = WGS84_GEOD.inv(lon1.ravel(), lat1.ravel(), lon2.ravel(), lat2.ravel())
+    return np.asarray(metres, float).reshape(lat1.shape) / 1000.0
+
+
 def geodesic_area_km2(geometry: BaseGeometry) -> float:
     """Area in km² on the WGS84 ellipsoid of a lon/lat (Multi)Polygon (pyproj Geod).
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from geo.eol import row_corners
-from geo.lonlat import WGS84_GEOD, unit_vectors
+from geo.lonlat import geodesic_distance_km, unit_vectors
 from geo.orbit import ISS_ALTITUDE_KM, MEAN_EARTH_RADIUS_KM
 from geo.visibility import visibility_radius_km
 
@@ -81,18 +81,11 @@ def footprint_offsets(rows: Iterable[Mapping[str, str]]) -> FootprintOffsets:
         raise ValueError("no catalogue rows to measure")
     corners_array, nadir = np.asarray(corners, float), np.asarray(nadirs, float)
     centre_lat, centre_lon = footprint_centre(corners_array)
-    distance = _distance_km(nadir[:, 0], nadir[:, 1], centre_lat, centre_lon)
-    corner_distance = _distance_km(
+    distance = geodesic_distance_km(nadir[:, 0], nadir[:, 1], centre_lat, centre_lon)
+    corner_distance = geodesic_distance_km(
         np.repeat(nadir[:, 0], 4), np.repeat(nadir[:, 1], 4), corners_array[..., 0].ravel(), corners_array[..., 1].ravel()
     ).reshape(-1, 4)
     return FootprintOffsets(distance, np.sqrt(np.asarray(areas, float)), corner_distance.max(axis=1))
-
-
-def _distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """WGS84 geodesic distances (km) between point arrays."""
-    lat1, lon1, lat2, lon2 = np.broadcast_arrays(*(np.asarray(a, float) for a in (lat1, lon1, lat2, lon2)))
-    _, _, metres = WGS84_GEOD.inv(lon1.ravel(), lat1.ravel(), lon2.ravel(), lat2.ravel())
-    return np.asarray(metres, float).reshape(lat1.shape) / 1000.0
 
 
 def far_beyond_horizon_km(alt_km: float = ISS_ALTITUDE_KM, lat: float = 0.0) -> float:
@@ -199,9 +192,9 @@ class ObliquityPrior:
         width_km = _box_width_km(west, south, east, north)
         location, size = [], []
         for sub_lat, sub_lon in sub_points:
-            density = self.log_density_per_km2(_distance_km(sub_lat, sub_lon, lat, lon))
+            density = self.log_density_per_km2(geodesic_distance_km(sub_lat, sub_lon, lat, lon))
             location.append(_log_mean_exp(density.reshape(len(bounds), -1), axis=1))
-            size.append(self.log_size_likelihood(width_km, _distance_km(sub_lat, sub_lon, centre_lat, centre_lon), alt_km))
+            size.append(self.log_size_likelihood(width_km, geodesic_distance_km(sub_lat, sub_lon, centre_lat, centre_lon), alt_km))
         return _log_mean_exp(np.stack(location), axis=0), np.max(np.stack(size), axis=0)
 
     # --- storage -------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from shapely import STRtree
 from tqdm import tqdm
 
 from geo import overlapping_pairs
+from geo.lonlat import geodesic_distance_km
 from index.tiles import Tile, tile_at, tile_polygon, tiles_at_zoom
 from model.augment import Augmentation, augment
 from model.evaluation import (
@@ -115,6 +116,11 @@ class TrainConfig:
     # searches, so that the trainable stages see the tiles under clouds and haze, not only the
     # training photos' places
     tile_pairs: int = 0
+    # pair loss: when > 0, a batch's photo pairs are drawn first among the training photos whose
+    # footprint centre lies within this distance (km) of a random photo's, so that the in-batch
+    # negatives are the neighbouring places a visibility region holds (it reaches ~2,250 km from the
+    # nadir at 0 deg elevation) rather than the far ones a world-wide batch is made of; 0: world-wide
+    pair_region_km: float = 0.0
     frozen_stages: int = 0  # backbone stem + this many block stages never trained (EfficientNet-Lite)
     freeze_bn: bool = False  # keep the initialisation's batch-norm statistics (BN layers in eval mode)
     augment: str = "jitter"  # none | jitter | photo | photo-clouds (AUGMENTATIONS)
@@ -179,6 +185,8 @@ class TrainConfig:
             raise ValueError("whitening_shrinkage must lie in [0, 1)")
         if not 0.0 <= self.whitening_power <= 0.5:
             raise ValueError("whitening_power must lie in [0, 0.5]")
+        if self.pair_region_km < 0:
+            raise ValueError(f"pair_region_km must be >= 0, got {self.pair_region_km}")
         if self.tile_pairs < 0 or (self.tile_pairs and "pair" not in self.losses):
             raise ValueError(f"tile_pairs must be >= 0 and needs the pair loss, got {self.tile_pairs} with {self.losses!r}")
         if self.evaluation_rotate not in ("database", "query"):
@@ -257,10 +265,12 @@ def load_world(world_dir: Path | str, size: int, t_iou: float, zooms: list[int] 
 # --- batches ------------------------------------------------------------------------------------
 
 
-def pair_batch(data: WorldData, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` (query, positive tile) index pairs, no two pairs overlapping on the ground."""
+def pair_batch(data: WorldData, rng: np.random.Generator, size: int,
+               order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` (query, positive tile) index pairs, no two pairs overlapping on the ground; the
+    photos are tried in ``order`` (default: a random permutation)."""
     chosen_q, chosen_t, taken = [], [], []
-    for q in rng.permutation(len(data.train_images)):
+    for q in rng.permutation(len(data.train_images)) if order is None else order:
         t = int(rng.choice(data.positives[q]))
         area = data.train_polygons[q].union(data.tile_polygons[t])
         if any(area.intersects(other) for other in taken):
@@ -271,6 +281,23 @@ def pair_batch(data: WorldData, rng: np.random.Generator, size: int) -> tuple[np
         if len(chosen_q) == size:
             break
     return np.array(chosen_q), np.array(chosen_t)
+
+
+def photo_centres_deg(data: WorldData) -> np.ndarray:
+    """(Q, 2) ``(lat, lon)`` of the training photos' footprint centres."""
+    # representative_point, not centroid: it lies inside a footprint split at the antimeridian
+    points = [polygon.representative_point() for polygon in data.train_polygons]
+    return np.array([(point.y, point.x) for point in points])
+
+
+def regional_order(centres_deg: np.ndarray, rng: np.random.Generator, radius_km: float) -> np.ndarray:
+    """Every training photo once, in random order, those within ``radius_km`` of a random anchor
+    photo's centre first (``pair_region_km``): the order :func:`pair_batch` tries them in."""
+    anchor = centres_deg[rng.integers(len(centres_deg))]
+    distance_km = geodesic_distance_km(anchor[0], anchor[1], centres_deg[:, 0], centres_deg[:, 1])
+    near = rng.permutation(np.flatnonzero(distance_km <= radius_km))
+    far = rng.permutation(np.flatnonzero(distance_km > radius_km))
+    return np.concatenate([near, far])
 
 
 def tile_pair_batch(data: WorldData, rng: np.random.Generator, size: int, q_idx: np.ndarray,
@@ -608,7 +635,7 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
 
     if iteration == 0 and config.validate_every and config.select_init:
         select(0)  # the initialisation competes too: training must beat it
-    sampler = copies = None
+    sampler = copies = centres_deg = None
     uses_pairs, uses_ms = "pair" in config.losses, "ms" in config.losses
     bar = tqdm(total=config.iterations, initial=iteration, desc=config.name, unit="it", mininterval=2.0)
     loop_started, loop_start_iteration = time.perf_counter(), iteration
@@ -623,7 +650,12 @@ def train(config: TrainConfig, out_dir: Path | str, progress: ProgressFn | None 
         train_mode(net, frozen, config.freeze_bn)
         pair_term = ms_term = None
         if uses_pairs:
-            q_idx, t_idx = pair_batch(data, rng, config.batch_pairs)
+            order = None
+            if config.pair_region_km:
+                if centres_deg is None:
+                    centres_deg = photo_centres_deg(data)
+                order = regional_order(centres_deg, rng, config.pair_region_km)
+            q_idx, t_idx = pair_batch(data, rng, config.batch_pairs, order)
             if cache is not None:
                 photos, tiles = cache.pair_features(data, q_idx, t_idx, rng, augmentation.probability)
                 q, d = cache.descriptors(net, photos), cache.descriptors(net, tiles)

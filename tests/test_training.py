@@ -473,3 +473,26 @@ def test_tile_pairs_join_the_pair_loss_on_ground_no_other_pair_covers(tiny_world
         assert not torch.allclose(heads[cached, 0], heads[cached, 3]), cached
     with pytest.raises(ValueError, match="tile_pairs"):
         TrainConfig.from_dict(base | {"losses": "ms", "tile_pairs": 2})
+
+
+def test_regional_pair_batches_draw_neighbours_of_one_anchor_first(tiny_world):
+    """``pair_region_km``: every training photo is tried once, those near a random anchor first,
+    so a batch's pairs (still never overlapping) come from one region while it has enough."""
+    from model.training import TrainConfig, load_world, pair_batch, photo_centres_deg, regional_order
+
+    rng = np.random.default_rng(3)
+    spread = rng.uniform(-3, 3, (2, 20, 2))  # two clusters of 20 photos, 90 deg of longitude apart
+    centres = np.concatenate([spread[0] + (10.0, 0.0), spread[1] + (10.0, 90.0)])
+    for _ in range(5):
+        order = regional_order(centres, rng, radius_km=1500.0)
+        assert sorted(order.tolist()) == list(range(40))
+        first, rest = order[:20], order[20:]
+        assert len({int(q) // 20 for q in first}) == 1 and len({int(q) // 20 for q in rest}) == 1
+        assert (first // 20 != rest // 20).all()
+
+    data = load_world(tiny_world, 128, 0.2)
+    order = regional_order(photo_centres_deg(data), rng, 2250.0)
+    q_idx, t_idx = pair_batch(data, rng, 2, order)
+    assert q_idx[0] == order[0] and len(q_idx) == len(t_idx) >= 1
+    with pytest.raises(ValueError, match="pair_region_km"):
+        TrainConfig.from_dict({"world_dir": str(tiny_world), "pair_region_km": -1})
