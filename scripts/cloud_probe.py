@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from service.photos import decode_rgb
-from turned_index_by_residual import held_out, in_region_hits
+from turned_index_by_residual import describe_images, held_out, in_region_hits
 
 CLOUD_VALUE_MIN, CLOUD_SATURATION_MAX = 200, 40
 BANDS = ((0.0, 0.05), (0.05, 0.2), (0.2, 0.4), (0.4, 1.0))
@@ -77,13 +77,10 @@ def main() -> None:
         raise SystemExit(f"the masked pooling needs a GeM model, not {type(engine.net.aggregator).__name__}")
     images = [decode_rgb(p.image_path.read_bytes()) for p in photos]
 
-    def describe(batch_images: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate([engine.describe(batch_images[i : i + 16]) for i in range(0, len(batch_images), 16)])
-
     def hits_of(descriptors: np.ndarray) -> np.ndarray:
         return in_region_hits(engine.index, descriptors, photos, regions, settings.index_nprobe)
 
-    delivered = hits_of(describe(images))
+    delivered = hits_of(describe_images(engine, images))
     cover = np.array([float(p.columns["CLOUD_FRACTION"]) for p in photos])
     found = np.array([cloud_mask(i).mean() for i in images])
     print(f"{split}: {len(photos)} photos, model {engine.model_ref.label()}; in-region, similarity only; "
@@ -97,8 +94,8 @@ def main() -> None:
     size = engine.net.config.input_size
     rows = [
         ("as delivered", delivered),
-        ("clouds inpainted (Telea)", hits_of(describe([inpainted(i, size) for i in images]))),
-        ("clouds filled from the clear ground around them", hits_of(describe([blurred_fill(i) for i in images]))),
+        ("clouds inpainted (Telea)", hits_of(describe_images(engine, [inpainted(i, size) for i in images]))),
+        ("clouds filled from the clear ground around them", hits_of(describe_images(engine, [blurred_fill(i) for i in images]))),
         ("clouds kept out of GeM's pooling", hits_of(masked_gem_descriptors(engine.net.eval(), images))),
     ]
     print("\n| query photo | R@1 | R@10 |\n|---|---|---|")

@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from service.bench.prior import describe_photos
-from turned_index_by_residual import held_out, in_region_hits
+from turned_index_by_residual import describe_images, held_out, in_region_hits
 from world.photosim import NO_NUISANCES
 from world.sampling import QuerySampling, sample_tles, sample_view
 from world.view import render_view
@@ -43,7 +43,7 @@ def main() -> None:
         for view in tqdm(views, desc=name[:30]):
             jpeg = render_view(dataclasses.replace(view, nuisances=keep(view.nuisances))).jpeg
             images.append(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
-        rows.append((name, np.concatenate([engine.describe(images[i : i + 16]) for i in range(0, len(images), 16)])))
+        rows.append((name, describe_images(engine, images)))
     print(f"{split}: {len(photos)} photos, model {engine.model_ref.label()}; in-region, similarity only")
     print("| photos | R@1 | R@10 |\n|---|---|---|")
     for name, descriptors in rows:

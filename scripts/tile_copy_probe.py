@@ -1,8 +1,9 @@
 """How hard a tile-copy pair (``TrainConfig.tile_pairs``) is next to a photo pair, for the demo
-model (the committed checkpoint): for an augmented copy of a database tile (``model.training.tile_copies``, the config's
-augmentation) and for a training photo turned to its tile's orientation, the cosine similarity
-to the matching tile and whether that tile is the nearest of all database tiles (R@1 over the
-5,440 tiles, no region). An easy pair teaches the loss little.
+model (the committed checkpoint): for an augmented copy of a database tile
+(``model.training.tile_copies``, the config's augmentation) and for a training photo turned to its
+tile's orientation, the cosine similarity to the matching tile and whether that tile is the
+nearest of all database tiles (R@1 over the 5,440 tiles, no region). An easy pair teaches the
+loss little; one far harder than the photos pulls towards the augmentation.
 
     .venv/bin/python scripts/tile_copy_probe.py --config configs/train-lite-large-tile-pairs.json
 """

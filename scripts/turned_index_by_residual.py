@@ -42,6 +42,11 @@ def held_out(description: str) -> tuple:
     return args.split, settings, get_engine(settings), photos, visibility_regions(photos)
 
 
+def describe_images(engine, images: list[np.ndarray], batch: int = 16) -> np.ndarray:  # noqa: ANN001
+    """Descriptors of decoded photos through the retrieval engine, as POST /localize describes them."""
+    return np.concatenate([engine.describe(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
 def in_region_hits(index: ShardedIndex, descriptors: np.ndarray, photos: list, regions: list, nprobe: int) -> np.ndarray:
     """(N, 2) bool: the photo's first tile / one of its first 10 contains its footprint's centre."""
     hits = np.zeros((len(photos), 2), bool)
