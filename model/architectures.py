@@ -220,20 +220,23 @@ def astroloc_lite_salad() -> RetrievalNet:
     return lite_net("astroloc-lite-salad", "salad")
 
 
-def lite_gem_net(arch: str, timm_name: str, input_size: int, descriptor_dim: int | None) -> RetrievalNet:
+def lite_gem_net(arch: str, timm_name: str, input_size: int, descriptor_dim: int | None,
+                 tap: int | None = None) -> RetrievalNet:
     """A whole EfficientNet-Lite trunk with its 1x1 head (1280 channels, stride 32), GeM, and a
     linear head to ``descriptor_dim``; ``None`` keeps the 1280 channels through an identity
-    projection (the zero-shot baselines: nothing to train)."""
-    backbone = EfficientNetLiteTrunk(timm_name, stages=7, head=True)
+    projection (the zero-shot baselines: nothing to train). ``tap``: also pool the grid after
+    that many stages and concatenate it (:class:`TwoScaleGeM`)."""
+    backbone = EfficientNetLiteTrunk(timm_name, stages=7, head=True, tap=tap)
     channels = backbone.num_channels
+    aggregator = GeM(channels) if tap is None else TwoScaleGeM(channels, backbone.mid_channels)
     if descriptor_dim is None:
-        projection = nn.Linear(channels, channels, bias=False)
+        projection = nn.Linear(aggregator.output_dim, aggregator.output_dim, bias=False)
         nn.init.eye_(projection.weight)
     else:
-        projection = nn.Linear(channels, descriptor_dim)
-    config = ModelConfig(arch=arch, input_size=input_size, descriptor_dim=descriptor_dim or channels,
+        projection = nn.Linear(aggregator.output_dim, descriptor_dim)
+    config = ModelConfig(arch=arch, input_size=input_size, descriptor_dim=descriptor_dim or aggregator.output_dim,
                          mean=LITE_MEAN, std=LITE_STD)
-    return RetrievalNet(config, backbone, GeM(channels), projection)
+    return RetrievalNet(config, backbone, aggregator, projection)
 
 
 @register_model("astroloc-lite-gem")
@@ -253,11 +256,7 @@ def astroloc_lite_gem2s() -> RetrievalNet:
     stride 32) beside GeM of stage 5 (112 channels, stride 16), concatenated (1392), a linear
     head 1392 -> 512 (started as learned whitening); 128 px. The trunk is the same, so its
     ImageNet weights load as they do for ``astroloc-lite-gem``."""
-    backbone = EfficientNetLiteTrunk("tf_efficientnet_lite0", stages=7, head=True, tap=5)
-    aggregator = TwoScaleGeM(backbone.num_channels, backbone.mid_channels)
-    config = ModelConfig(arch="astroloc-lite-gem2s", input_size=128, descriptor_dim=512,
-                         mean=LITE_MEAN, std=LITE_STD)
-    return RetrievalNet(config, backbone, aggregator, nn.Linear(aggregator.output_dim, 512))
+    return lite_gem_net("astroloc-lite-gem2s", "tf_efficientnet_lite0", 128, 512, tap=5)
 
 
 @register_model("astroloc-lite2-gem")
