@@ -13,16 +13,12 @@ import time
 from dataclasses import replace
 
 import numpy as np
-import shapely
 import torch
-import torch.nn.functional as F
 
 import model as models
 from index.tiles import tile_polygon, tiles_at_zoom
-from model.evaluation import load_rgb, visibility_tiles
+from model.evaluation import RetrievalSet, load_retrieval_set, load_rgb, recall_of_descriptors
 from service.config import get_settings
-from world.catalogue import read_photos
-from world.sampling import sample_tles
 
 STAGES = (3, 4, 5, 6, 7)  # block stages kept; 7 = with the 1x1 head (1280 channels)
 COMBINED = ((5, "gem"), (7, "gem"))  # one row: stage 5 and the head, concatenated
@@ -74,36 +70,29 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     world = settings.resolved_world_dir
-    photos = read_photos(world, args.split)
     tiles = [t for z in range(settings.world_min_zoom, settings.world_max_zoom + 1) for t in tiles_at_zoom(z)]
     polygons = np.asarray([tile_polygon(t) for t in tiles], dtype=object)
-    tles = sample_tles()
-    regions = [visibility_tiles(p.capture_time, polygons, tles) for p in photos]
-    used = np.unique(np.concatenate(regions))
-    truth = [shapely.covers(polygons, p.truth.centroid) for p in photos]
     net = models.create_model("lite0-gem", pretrained=True).eval()
-    print(f"{args.split}: {len(photos)} photos, {len(used)} tiles in their regions")
     for size in args.sizes:
         started = time.perf_counter()
+        photos = load_retrieval_set(world, args.split, size, polygons)
+        # Only the tiles some photo's region meets are described; regions renumbered into them.
+        used = np.unique(np.concatenate(photos.region_tiles))
+        row = np.full(len(tiles), -1)
+        row[used] = np.arange(len(used))
+        in_used = RetrievalSet(photos.split, photos.images, photos.centres, [row[r] for r in photos.region_tiles])
         tile_images = np.stack([load_rgb(world / "tiles" / f"{t.z}/{t.x}/{t.y}.jpg", size) for t in (tiles[i] for i in used)])
-        photo_images = np.stack([load_rgb(p.image_path, size) for p in photos])
         database = [pooled(net, tile_images, size, k) for k in range(4)]
-        queries = pooled(net, photo_images, size, 0)
-        print(f"{size} px: described in {time.perf_counter() - started:.0f} s")
+        queries = pooled(net, photos.images, size, 0)
+        print(f"{args.split}: {len(photos)} photos, {len(used)} tiles in their regions; "
+              f"{size} px: described in {time.perf_counter() - started:.0f} s")
         print("| size | stage | pooling | dim | R@1 | R@10 |\n|---|---|---|---|---|---|")
-        row = {int(t): n for n, t in enumerate(used)}
         for key in sorted(queries) + [COMBINED]:
             db, q = descriptors(database, queries, key)
-            hits = []
-            for n, region in enumerate(regions):
-                scores = np.einsum("c,trc->tr", q[n], db[[row[int(t)] for t in region]]).max(axis=1)
-                ranked = region[np.argsort(-scores, kind="stable")]
-                right = truth[n][ranked]
-                hits.append((right[:1].any(), right[:10].any()))
-            hits = np.array(hits)
+            recall = recall_of_descriptors(q[:, None], db, polygons[used], in_used)
             stage, pooling = ("5 + 7", "gem, concatenated") if key == COMBINED else key
-            print(f"| {size} | {stage} | {pooling} | {q.shape[1]} | {100 * hits[:, 0].mean():.1f}% | {100 * hits[:, 1].mean():.1f}% |", flush=True)
-
+            print(f"| {size} | {stage} | {pooling} | {q.shape[1]} | {100 * recall['region_recall@1']:.1f}% | "
+                  f"{100 * recall['region_recall@10']:.1f}% |", flush=True)
 
 if __name__ == "__main__":
     main()
