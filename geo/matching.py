@@ -11,18 +11,24 @@
   tolerate past ~40 deg; SIFT is run on the photo stretched back at a few tilts and directions,
   and every view's keypoints come back in the photo's own pixel frame. Only the photo needs
   this: the satellite surroundings are nadir views.
-- :func:`match`: Lowe's ratio test, optionally kept only where the two images are each other's
-  nearest neighbours (mutual NN), with a FLANN k-d forest when the sets are large.
+- :func:`match`: nearest neighbours filtered by AdaLAM (Cavalli et al., ECCV 2020, kornia's
+  implementation: no weights): a match is kept when the matches around it agree on one local
+  affine map, orientations and scales included. Across a hand-held photo and a Sentinel-2 mosaic
+  (other season, sun, haze) the right match is often not much nearer than the second-nearest, so
+  Lowe's ratio test drops most of them; the local geometry keeps them (docs/refinement.md).
+  ``filter="ratio"``: Lowe's ratio test, optionally kept only where the two images are each
+  other's nearest neighbours (mutual NN), with a FLANN k-d forest when the sets are large.
 
-Pure: numpy and OpenCV.
+Pure: numpy, OpenCV and kornia (torch, CPU).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 # Tilt steps of the affine simulation: t = 1/cos(theta) = sqrt(2)^k, k = 1..affine_tilts
 # (45, 60, 69 deg), each over 180 deg of directions in steps of 72/t deg (Morel & Yu's sampling).
@@ -35,16 +41,26 @@ _FLANN_INDEX_KDTREE = 1
 _CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
 
 
+MATCH_FILTERS = ("adalam", "ratio")
+
+
 @dataclass(frozen=True)
 class Features:
-    """Keypoints (N, 2) in the image's pixel frame (x right, y down) and their descriptors (N, D)."""
+    """Keypoints (N, 2) in the image's pixel frame (x right, y down), their descriptors (N, D), and
+    each keypoint's size (px) and orientation (deg) when the detector gives them."""
 
     points: np.ndarray
     descriptors: np.ndarray | None
     norm: int = cv2.NORM_L2
+    sizes: np.ndarray | None = None
+    angles_deg: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.points)
+
+    def moved(self, points: np.ndarray) -> Features:
+        """The same keypoints at other positions (another pixel frame of the same image)."""
+        return replace(self, points=np.asarray(points, np.float32).reshape(-1, 2))
 
     @staticmethod
     def empty(norm: int = cv2.NORM_L2) -> Features:
@@ -64,12 +80,13 @@ def content_mask(rgb: np.ndarray, margin_px: int = 6) -> np.ndarray:
     give no keypoints. Dark ocean is blue, not neutral, and stays."""
     rgb = np.ascontiguousarray(rgb)
     height, width = rgb.shape[:2]
-    channels = rgb.astype(np.int16)
-    brightest, darkest = channels.max(axis=2), channels.min(axis=2)
+    red, green, blue = cv2.split(rgb)
+    brightest = cv2.max(cv2.max(red, green), blue)
+    darkest = cv2.min(cv2.min(red, green), blue)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     mean = cv2.blur(grey, (5, 5))
     spread = np.sqrt(np.clip(cv2.blur(grey * grey, (5, 5)) - mean * mean, 0.0, None))
-    dark = ((brightest < 70) & (brightest - darkest < 12) & (spread < 4.0)).astype(np.uint8)
+    dark = ((brightest < 70) & (cv2.subtract(brightest, darkest) < 12) & (spread < 4.0)).astype(np.uint8)
     # Frames and borders are thick; a dark shoreline or shadow is a thin band: an opening keeps the former.
     side = max(3, (min(height, width) // 40) | 1)
     dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((side, side), np.uint8))
@@ -100,7 +117,8 @@ def _to_features(keypoints, descriptors, root: bool, norm: int) -> Features:  # 
     if not keypoints or descriptors is None:
         return Features.empty(norm)
     points = np.float32([k.pt for k in keypoints])
-    return Features(points, root_sift(descriptors) if root else descriptors, norm)
+    return Features(points, root_sift(descriptors) if root else descriptors, norm,
+                    np.float32([k.size for k in keypoints]), np.float32([k.angle for k in keypoints]))
 
 
 # OpenCV's default SIFT contrast threshold: keypoints of weaker extrema are dropped.
@@ -132,12 +150,19 @@ def detect_affine(image: np.ndarray, max_features_per_view: int, tilts: int, mas
     return _to_features(keypoints, descriptors, root, cv2.NORM_L2)
 
 
-def match(a: Features, b: Features, ratio: float, mutual: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (into a, into b) of matches passing Lowe's ratio test, and with ``mutual`` only
-    those where each point is the other's nearest neighbour."""
+def match(a: Features, b: Features, ratio: float, mutual: bool = True,
+          filter: str = "ratio") -> tuple[np.ndarray, np.ndarray]:  # noqa: A002 (the filter's name)
+    """Indices (into a, into b) of the matches ``filter`` keeps: ``adalam`` (nearest neighbours
+    whose neighbourhood agrees on a local affine map; needs sizes and orientations, else falls back
+    to the ratio test) or ``ratio`` (Lowe's ratio test, and with ``mutual`` only the pairs that are
+    each other's nearest neighbour)."""
     none = np.zeros(0, np.int64)
+    if filter not in MATCH_FILTERS:
+        raise ValueError(f"filter must be one of {MATCH_FILTERS}, got {filter!r}")
     if a.descriptors is None or b.descriptors is None or len(a) < 2 or len(b) < 2:
         return none, none
+    if filter == "adalam" and a.norm == cv2.NORM_L2 and a.sizes is not None and b.sizes is not None:
+        return _adalam(a, b)
     forward = _knn(a, b, 2)
     good = [(m.queryIdx, m.trainIdx) for m, *rest in forward if rest and m.distance < ratio * rest[0].distance]
     if not good:
@@ -152,6 +177,67 @@ def match(a: Features, b: Features, ratio: float, mutual: bool = True) -> tuple[
     return ia, ib
 
 
+def match_near(a: Features, b: Features, radius_px: float, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into a, into b) of guided matches between two images already brought into one
+    pixel frame (an EarthMatch iteration: the surrounding warped into the photo's frame by the
+    current estimate): each keypoint is matched among the other image's keypoints within
+    ``radius_px`` of it only, kept when the pair are each other's nearest there and pass Lowe's
+    ratio test against the next nearest there. The few keypoints nearby leave far fewer look-alikes
+    than the whole image, so the ratio test keeps the cross-season matches it drops globally."""
+    none = np.zeros(0, np.int64)
+    if a.descriptors is None or b.descriptors is None or len(a) < 2 or len(b) < 2:
+        return none, none
+    da, db = a.descriptors.astype(np.float32), b.descriptors.astype(np.float32)
+    near = cKDTree(b.points).sparse_distance_matrix(cKDTree(a.points), radius_px, output_type="ndarray")
+    if not len(near):
+        return none, none
+    ia, ib = near["j"].astype(np.int64), near["i"].astype(np.int64)
+    # Squared L2 distances of the descriptors of the pairs near each other (descriptors of any norm).
+    # (One product of the whole sets is cheaper than gathering the pairs' descriptors.)
+    distance = np.maximum(0.0, (da * da).sum(1)[ia] + (db * db).sum(1)[ib] - 2.0 * (da @ db.T)[ia, ib])
+    by_row = np.lexsort((distance, ia))  # per keypoint of a, its neighbours nearest first
+    rows = ia[by_row]
+    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    has_second = np.r_[first[1:], len(rows)] - first > 1
+    best = by_row[first]
+    runner_up = np.full(len(first), np.inf)
+    runner_up[has_second] = distance[by_row[first[has_second] + 1]]
+    # Mutual: b's nearest among its own neighbours must be the same keypoint of a.
+    by_column = np.lexsort((distance, ib))
+    columns = ib[by_column]
+    column_best = np.full(len(b), -1, np.int64)
+    column_best[columns[::-1]] = ia[by_column[::-1]]  # the last write per column is its nearest
+    keep = (column_best[ib[best]] == ia[best]) & (np.sqrt(distance[best]) < ratio * np.sqrt(runner_up))
+    return ia[best][keep], ib[best][keep]
+
+
+def _lafs(features: Features):  # noqa: ANN202 (a torch tensor)
+    import torch
+    from kornia.feature import laf_from_center_scale_ori
+
+    centres = torch.from_numpy(np.ascontiguousarray(features.points, np.float32))[None]
+    scales = torch.from_numpy(np.ascontiguousarray(features.sizes, np.float32) / 2.0)[None, :, None, None]
+    angles = torch.from_numpy(np.ascontiguousarray(features.angles_deg, np.float32))[None, :, None]
+    return laf_from_center_scale_ori(centres, scales, angles)
+
+
+def _adalam(a: Features, b: Features) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+    from kornia.feature import match_adalam
+    from kornia.feature.adalam import get_adalam_default_config
+
+    config = get_adalam_default_config()
+    with torch.inference_mode():
+        scores, pairs = match_adalam(torch.from_numpy(np.ascontiguousarray(a.descriptors, np.float32)),
+                                     torch.from_numpy(np.ascontiguousarray(b.descriptors, np.float32)),
+                                     _lafs(a), _lafs(b), config=config)
+    # Matches a local model accepted score at most 1 / min_confidence; when no seed survives, kornia
+    # returns a loose ratio test's matches instead (scores up to 0.95): those are no AdaLAM matches.
+    kept = scores.reshape(-1).numpy() <= 1.0 / config["min_confidence"]
+    pairs = pairs.numpy().astype(np.int64)[kept]
+    return pairs[:, 0], pairs[:, 1]
+
+
 def _knn(a: Features, b: Features, k: int):  # noqa: ANN202
     if a.norm == cv2.NORM_L2 and len(a) > _FLANN_ABOVE and len(b) > _FLANN_ABOVE // 2:
         matcher = cv2.FlannBasedMatcher({"algorithm": _FLANN_INDEX_KDTREE, "trees": 4}, {"checks": 64})
@@ -159,7 +245,8 @@ def _knn(a: Features, b: Features, k: int):  # noqa: ANN202
     return cv2.BFMatcher(a.norm).knnMatch(a.descriptors, b.descriptors, k=k)
 
 
-def matched_points(a: Features, b: Features, ratio: float, mutual: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def matched_points(a: Features, b: Features, ratio: float, mutual: bool = True,
+                   filter: str = "ratio") -> tuple[np.ndarray, np.ndarray]:  # noqa: A002
     """The matched point pairs (points in a, points in b) of :func:`match`."""
-    ia, ib = match(a, b, ratio, mutual)
+    ia, ib = match(a, b, ratio, mutual, filter)
     return a.points[ia], b.points[ib]

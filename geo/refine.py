@@ -2,21 +2,23 @@
 exactly does the photo lie on it?
 
 For a candidate (a georeferenced "surrounding image": the retrieved tile and its 8 neighbours, and
-the rotation retrieval found), the photo's features (RootSIFT, masked: geo.matching) are matched
-against the surrounding image's (ratio test, mutual nearest neighbours), and a homography is
-fitted with USAC-MAGSAC; when that fails, from the photo's affine simulations (ASIFT) instead, for
-oblique views. Then EarthMatch's iteration: the surrounding image is warped into the photo's frame
-with the current estimate, matched again and the correction composed, ``iterations`` times in all
-(each pass matches views that look more alike, so more and better inliers), on a finer
-surrounding when the photo is small in this one (coarse-to-fine). The last pass's inliers resect
-the photo's camera (geo.resection) and its 4 corner rays meet the ellipsoid: the footprint (the
-homography's corners when no camera explains the matches).
+the rotation retrieval found), the first homography comes from the photo's features (RootSIFT,
+masked: geo.matching) matched against the candidate tile (the surrounding's middle third, as
+EarthMatch does), then against the whole surrounding, then from the photo's affine simulations
+(ASIFT, for oblique views), the tentative matches filtered by AdaLAM's local affine agreement and
+fitted with USAC-MAGSAC. Then EarthMatch's iteration: the surrounding image is warped into the
+photo's frame with the current estimate, matched again (each keypoint only near where the
+estimate puts it) and the correction composed, ``iterations`` times in all (each pass matches
+views that look more alike, so more and better inliers), on a finer surrounding when the photo is
+small in this one (coarse-to-fine). The last pass's inliers resect the photo's camera
+(geo.resection) and its 4 corner rays meet the ellipsoid: the footprint (the homography's corners
+when no camera explains the matches).
 
 A candidate is accepted when its outline is a plausible photo's (convex, not self-intersecting,
-bounded scale and shear), its logistic confidence passes the threshold `astroloc bench localize`
-calibrates for 99.9% precision, as EarthMatch does, and its corners agreed between the last two
-iterations (geo.acceptance). Pure: numpy, OpenCV, scipy, shapely; no tile I/O.
-See docs/refinement.md.
+bounded scale and shear), its logistic confidence passes the threshold fitted for 99.9% precision
+on real and demo-world candidates together, as EarthMatch calibrates its own, and its corners
+agreed between the last two iterations (geo.acceptance). Pure: numpy, OpenCV, kornia (AdaLAM),
+scipy, shapely; no tile I/O. See docs/refinement.md.
 """
 
 from __future__ import annotations
@@ -33,21 +35,41 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.acceptance import Acceptance
 from geo.footprint import footprint_polygon
-from geo.matching import SIFT_CONTRAST, Features, content_mask, detect, detect_affine, gray, match
+from geo.matching import (
+    MATCH_FILTERS, SIFT_CONTRAST, Features, content_mask, detect, detect_affine, gray, match, match_near,
+)
 from geo.resection import resect
 
 FEATURES = ("sift", "orb")  # OpenCV 5 moved AKAZE out of the main package
 AFFINE_MODES = ("off", "fallback", "always")
+FIRST_MATCH_TRIES = ("tile", "surrounding", "tile+asift", "surrounding+asift")
+
+
+GEOREFERENCES = ("mercator", "linear")
 
 
 @dataclass
 class GeoImage:
-    """An image whose pixels are on Web Mercator between lon/lat ``bounds`` (west, south, east,
-    north; west may be below -180 or east above 180 across the antimeridian). Without bounds,
-    matching still gives the homography and pixel corners, but no footprint."""
+    """An image whose pixels lie between lon/lat ``bounds`` (west, south, east, north; west may be
+    below -180 or east above 180 across the antimeridian). ``georeference`` says how rows map to
+    latitude: ``mercator`` (Web Mercator, our XYZ tiles) or ``linear`` (equal steps of latitude,
+    as EarthMatch's Sentinel-2 surroundings are georeferenced). Without bounds, matching still
+    gives the homography and pixel corners, but no footprint."""
 
     image: np.ndarray  # (H, W, 3) uint8 RGB
     bounds: tuple[float, float, float, float] | None = None
+    georeference: str = "mercator"
+
+    def __post_init__(self) -> None:
+        if self.georeference not in GEOREFERENCES:
+            raise ValueError(f"georeference must be one of {GEOREFERENCES}, got {self.georeference!r}")
+
+    def _row_scale(self, lat: np.ndarray | float) -> np.ndarray | float:
+        """Latitude (deg) -> the row coordinate of the georeference (deg, or Mercator radians)."""
+        return np.arcsinh(np.tan(np.radians(lat))) if self.georeference == "mercator" else lat
+
+    def _row_latitude(self, y: np.ndarray) -> np.ndarray:
+        return np.degrees(np.arctan(np.sinh(y))) if self.georeference == "mercator" else y
 
     def pixel_to_lonlat(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) pixel coordinates (x right, y down; 0 at the top-left edge) -> (N, 2) lon, lat."""
@@ -57,9 +79,8 @@ class GeoImage:
         height, width = self.image.shape[:2]
         west, south, east, north = self.bounds
         lon = west + xy[:, 0] / width * (east - west)
-        top, bottom = _mercator_y(north), _mercator_y(south)
-        y = top + xy[:, 1] / height * (bottom - top)
-        lat = np.degrees(np.arctan(np.sinh(y)))
+        top, bottom = self._row_scale(north), self._row_scale(south)
+        lat = self._row_latitude(top + xy[:, 1] / height * (bottom - top))
         return np.column_stack([lon, lat])
 
     def lonlat_to_pixel(self, lonlat: np.ndarray) -> np.ndarray:
@@ -72,13 +93,9 @@ class GeoImage:
         west, south, east, north = self.bounds
         middle = (west + east) / 2.0
         lon = (lonlat[:, 0] - middle + 180.0) % 360.0 - 180.0 + middle
-        top, bottom = _mercator_y(north), _mercator_y(south)
-        y = np.arcsinh(np.tan(np.radians(lonlat[:, 1])))
+        top, bottom = self._row_scale(north), self._row_scale(south)
+        y = self._row_scale(lonlat[:, 1])
         return np.column_stack([(lon - west) / (east - west) * width, (y - top) / (bottom - top) * height])
-
-
-def _mercator_y(lat: float) -> float:
-    return math.asinh(math.tan(math.radians(lat)))
 
 
 @dataclass
@@ -95,7 +112,14 @@ class RefineParams:
     max_features: int = 4000  # keypoints of the surrounding image (and of each warped view)
     query_features: int = 2000  # keypoints of the photo
     query_max_side: int = 512  # the photo is matched at this size (320 loses 5% of the photos: docs/refinement.md)
+    # Which tentative matches go to RANSAC (geo.matching.match): AdaLAM's local affine agreement, or
+    # Lowe's ratio test (``ratio``, with ``mutual``). AdaLAM keeps the cross-season matches the ratio
+    # test drops on real photos (docs/refinement.md).
+    match_filter: str = "adalam"
     ratio: float = 0.8  # Lowe's ratio test
+    # EarthMatch's iterations match the photo against the surrounding warped into its frame: each
+    # keypoint only among the other's within this share of the photo's diagonal (geo.matching.match_near).
+    iteration_radius: float = 0.08
     # SIFT's contrast threshold (geo.matching.detect): half OpenCV's. Hazy, cloudy and ocean photos
     # keep their faint keypoints: 8 of the 23 demo-world misses given a right tile recovered, 0 wrong
     # (docs/refinement.md), for ~40% more matching time.
@@ -107,7 +131,13 @@ class RefineParams:
     root_sift: bool = True  # RootSIFT descriptors (Hellinger distance)
     mutual: bool = True  # keep only mutual nearest neighbours after the ratio test
     mask: bool = True  # no keypoints on black borders, window frames, hardware (geo.matching.content_mask)
-    affine: str = "fallback"  # ASIFT for the first match: off | fallback (when the plain one fails) | always
+    affine: str = "fallback"  # ASIFT for the first match: off | fallback (its tries in first_match) | always
+    # The first match's tries, in order, until one gives a plausible outline (docs/refinement.md):
+    # ``tile``: the photo against the candidate tile (the surrounding's middle third: retrieval says
+    # the photo is about that tile, and EarthMatch's first match is against it); ``surrounding``: the
+    # whole surrounding (a photo off the tile's centre or larger than it); ``+asift``: the photo's
+    # affine simulations instead (oblique views; skipped when ``affine`` is off).
+    first_match: tuple[str, ...] = ("tile", "surrounding", "tile+asift")
     affine_tilts: int = 2  # simulated tilts sqrt(2)^1..sqrt(2)^n (45, 60 deg)
     bootstrap: int = 12  # homographies refitted on inlier resamples for the corner uncertainty
     resect: bool = True  # corners from the photo's resected camera (geo.resection), not the homography
@@ -121,6 +151,10 @@ class RefineParams:
             raise ValueError("iterations must be >= 1 and min_inliers >= 4 (a homography needs 4)")
         if self.affine not in AFFINE_MODES:
             raise ValueError(f"affine must be one of {AFFINE_MODES}, got {self.affine!r}")
+        if self.match_filter not in MATCH_FILTERS:
+            raise ValueError(f"match_filter must be one of {MATCH_FILTERS}, got {self.match_filter!r}")
+        if not self.first_match or any(name not in FIRST_MATCH_TRIES for name in self.first_match):
+            raise ValueError(f"first_match must name some of {FIRST_MATCH_TRIES}, got {self.first_match!r}")
         if self.query_max_side < 64:
             raise ValueError(f"query_max_side must be at least 64 px, got {self.query_max_side}")
 
@@ -146,6 +180,8 @@ class Match:
     model: str = "homography"  # what gave the corners: the homography, or the resected camera
     surrounding_bounds: tuple | None = None  # of the image corners_px refer to (a finer one after zooming in)
     corners_lonlat: list | None = None  # TL, TR, BR, BL as lon, lat
+    first_match: str = "tile"  # which try of RefineParams.first_match gave the first homography
+    cpu_s: float = 0.0  # the process's CPU seconds during the match (every thread of the process)
 
     @property
     def footprint_method(self) -> str:
@@ -162,8 +198,9 @@ class Match:
             "accepted": self.accepted, "inliers": self.inliers, "rotation_deg": self.rotation,
             "homography": self.homography, "corners_px": self.corners_px,
             "footprint": mapping(self.footprint) if self.footprint is not None else None,
-            "reason": self.reason, "runtime_s": round(self.runtime_s, 3),
+            "reason": self.reason, "runtime_s": round(self.runtime_s, 3), "cpu_s": round(self.cpu_s, 3),
             "inliers_per_iteration": self.inliers_per_iteration, "method": self.method,
+            "first_match": self.first_match,
             "tentative": self.tentative,
             "corner_shift": None if self.corner_shift is None else round(self.corner_shift, 5),
             "confidence": self.confidence, "corner_uncertainty_km": self.corner_uncertainty_km,
@@ -217,6 +254,20 @@ class PreparedQuery:
                                          self.params.affine_tilts, self.mask, root=self.params.root_sift,
                                          contrast=self.params.sift_contrast)
         return self._affine
+
+
+@dataclass
+class PreparedSurrounding:
+    """A candidate's surrounding image as matching sees it, computed once per candidate: grey,
+    CLAHE-equalised, and where it has ground worth a keypoint (255)."""
+
+    image: GeoImage
+    grey: np.ndarray
+    mask: np.ndarray | None
+
+    @classmethod
+    def of(cls, image: GeoImage, params: RefineParams) -> PreparedSurrounding:
+        return cls(image, gray(image.image), content_mask(image.image, margin_px=2) if params.mask else None)
 
 
 def _surrounding_features(grey: np.ndarray, params: RefineParams, mask: np.ndarray | None = None) -> Features:
@@ -292,21 +343,74 @@ def footprint_of(corners_px: np.ndarray, surrounding: GeoImage) -> BaseGeometry:
 
 
 def _first_homography(query: PreparedQuery, turn: np.ndarray, surround: Features, params: RefineParams,
-                      use_affine: bool) -> tuple[np.ndarray | None, int, int]:
-    """Photo (turned small px) -> surrounding px from one feature set: (H, inliers, tentative)."""
-    features = query.affine_features if use_affine else query.features
+                      photo: str) -> tuple[np.ndarray | None, int, int]:
+    """Photo (turned small px) -> surrounding px from one feature set of the photo (``plain`` or
+    ``asift``): (H, inliers, tentative)."""
+    features = query.affine_features if photo == "asift" else query.features
     points = project(turn, features.points) if len(features) else features.points
-    ia, ib = match(features, surround, params.ratio, params.mutual)
+    ia, ib = match(features.moved(points), surround, params.ratio, params.mutual, params.match_filter)
     homography, inliers = _homography(points[ia], surround.points[ib], params)
     return homography, int(inliers.sum()), len(ia)
 
 
+def _implausible_reason(homography: np.ndarray | None, inliers: int, width: int, height: int,
+                        params: RefineParams) -> str | None:
+    """Why a first homography (of a width x height photo) is not worth iterating on, or None."""
+    if homography is None:
+        return "no homography"
+    if inliers < params.min_inliers:
+        return f"{inliers} inliers, fewer than the {params.min_inliers} needed"
+    return degenerate_reason(project(homography, image_corners(width, height)), float(width * height), params)
+
+
 def _plausible(homography: np.ndarray | None, inliers: int, width: int, height: int, params: RefineParams) -> bool:
     """Whether a first homography (of a width x height photo) is worth iterating on."""
-    if homography is None or inliers < params.min_inliers:
-        return False
-    corners = project(homography, image_corners(width, height))
-    return degenerate_reason(corners, float(width * height), params) is None
+    return _implausible_reason(homography, inliers, width, height, params) is None
+
+
+def tile_window(width: int, height: int) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of the candidate tile in its 3x3 surrounding: the middle third."""
+    return width // 3, height // 3, 2 * width // 3, 2 * height // 3
+
+
+def _region_features(region: str, grey: np.ndarray, mask: np.ndarray | None, params: RefineParams) -> Features:
+    """Features of the whole surrounding, or of its middle tile; points in surrounding px."""
+    if region == "surrounding":
+        return _surrounding_features(grey, params, mask)
+    x0, y0, x1, y1 = tile_window(grey.shape[1], grey.shape[0])
+    found = _surrounding_features(grey[y0:y1, x0:x1], params, None if mask is None else mask[y0:y1, x0:x1])
+    return found.moved(found.points + np.float32([x0, y0]))
+
+
+@dataclass
+class _FirstEstimate:
+    homography: np.ndarray | None
+    inliers: int
+    tentative: int
+    method: str  # sift | asift | orb
+    region: str  # the try of RefineParams.first_match that gave it
+
+
+def _first_estimate(query: PreparedQuery, turn: np.ndarray, surrounding: PreparedSurrounding, params: RefineParams,
+                    turned_w: int, turned_h: int) -> _FirstEstimate:
+    """The first homography from the tries of ``params.first_match`` in turn: the first plausible
+    outline wins; when none is, the first try is kept for the report (the candidate is refused)."""
+    affine = params.affine if params.features == "sift" else "off"  # ASIFT is SIFT's
+    features: dict[str, Features] = {}
+    first = None
+    for name in params.first_match:
+        region, _, simulated = name.partition("+")
+        if simulated and affine == "off":
+            continue
+        photo = "asift" if simulated or affine == "always" else "plain"
+        if region not in features:
+            features[region] = _region_features(region, surrounding.grey, surrounding.mask, params)
+        homography, inliers, tentative = _first_homography(query, turn, features[region], params, photo)
+        estimate = _FirstEstimate(homography, inliers, tentative, "asift" if photo == "asift" else params.features, name)
+        if _plausible(homography, inliers, turned_w, turned_h, params):
+            return estimate
+        first = first or estimate
+    return first
 
 
 ZoomIn = Callable[[np.ndarray], "GeoImage | None"]  # photo corners (4, 2) lon/lat -> a finer surrounding
@@ -323,12 +427,13 @@ class _Iterated:
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # last inliers: turned photo px, surrounding px
 
 
-def _iterate(state: _Iterated, query: PreparedQuery, points: np.ndarray, surrounding: GeoImage,
+def _iterate(state: _Iterated, query: PreparedQuery, points: np.ndarray, surrounding: PreparedSurrounding,
              to_outline: Callable[[np.ndarray], np.ndarray], iterations: int, params: RefineParams) -> _Iterated:
     """EarthMatch's iterations: warp the surrounding into the photo's frame with the current
-    estimate, match the photo again, compose the correction."""
-    grey = gray(surrounding.image)
-    valid_source = content_mask(surrounding.image, margin_px=2) if params.mask else np.full(grey.shape, 255, np.uint8)
+    estimate, match the photo again near where the estimate puts each keypoint, compose the
+    correction. The warped view has the photo's size, so it gets the photo's keypoint budget."""
+    grey = surrounding.grey
+    valid_source = surrounding.mask if surrounding.mask is not None else np.full(grey.shape, 255, np.uint8)
     turned_h, turned_w = query.turned_shape
     erosion = np.ones((7, 7), np.uint8)
     for _ in range(iterations):
@@ -339,8 +444,10 @@ def _iterate(state: _Iterated, query: PreparedQuery, points: np.ndarray, surroun
         warped = cv2.warpPerspective(grey, inverse, (turned_w, turned_h))
         # Keypoints only where the warp has pixels, away from its edge (which is no ground feature).
         valid = cv2.erode(cv2.warpPerspective(valid_source, inverse, (turned_w, turned_h)), erosion)
-        found = _surrounding_features(warped, params, valid)
-        ia, ib = match(query.features, found, params.ratio, params.mutual)
+        found = detect(warped, params.query_features, valid, features=params.features, root=params.root_sift,
+                       contrast=params.sift_contrast)
+        ia, ib = match_near(query.features.moved(points), found, params.iteration_radius * math.hypot(turned_w, turned_h),
+                            params.ratio)
         correction, mask = _homography(points[ia], found.points[ib], params)
         state.history.append(int(mask.sum()))
         state.tentative = len(ia)
@@ -358,7 +465,8 @@ def _degrees_per_px(image: GeoImage) -> float:
 
 
 def _mercator_between(coarse: GeoImage, fine: GeoImage) -> np.ndarray:
-    """coarse px -> fine px: both are Web Mercator, so an axis-aligned scale and shift."""
+    """coarse px -> fine px: both share one georeference (zoom_in keeps it), so an axis-aligned
+    scale and shift."""
     probe = np.array([[0.0, 0.0], [coarse.image.shape[1], coarse.image.shape[0]]])
     (x0, y0), (x1, y1) = fine.lonlat_to_pixel(coarse.pixel_to_lonlat(probe))
     sx, sy = (x1 - x0) / probe[1, 0], (y1 - y0) / probe[1, 1]
@@ -375,13 +483,14 @@ def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, ro
                     params: RefineParams, zoom_in: ZoomIn | None = None) -> Match:
     """Iterative matching of the photo (turned clockwise by ``rotation``) against one candidate.
 
-    The first homography comes from the photo's features (RootSIFT, mutual NN); when it fails or
-    gives an implausible outline and ``affine`` allows, from its affine simulations (ASIFT). Then
+    The first homography comes from the tries of ``params.first_match`` (the photo against the
+    candidate tile, the whole surrounding, then its affine simulations against the tile), the
+    first plausible outline winning; a candidate where none is plausible is refused at once. Then
     EarthMatch's iterations. When the photo covers a small part of the surrounding and
     ``zoom_in`` gives a finer one around it (coarse-to-fine), the iterations go on there. The
     corners come from the photo's resected camera (geo.resection; else the homography), their
     uncertainty from its covariance; the calibrated acceptance (geo.acceptance) decides."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if rotation % 90:
         raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
     if not isinstance(query, PreparedQuery):
@@ -393,30 +502,25 @@ def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, ro
     query.turned_shape = (turned_h, turned_w)
     to_turned = turn @ query.to_small  # photo px -> small px -> turned px
     points = project(turn, query.features.points) if len(query.features) else query.features.points
-    surround_mask = content_mask(surrounding.image, margin_px=2) if params.mask else None
-    surround = _surrounding_features(gray(surrounding.image), params, surround_mask)
-
-    method = params.features
-    affine = params.affine if params.features == "sift" else "off"  # ASIFT is SIFT's
-    homography, inliers, tentative = _first_homography(query, turn, surround, params, use_affine=affine == "always")
-    if affine == "always":
-        method = "asift"
-    elif affine == "fallback" and not _plausible(homography, inliers, turned_w, turned_h, params):
-        alternative, more, tried = _first_homography(query, turn, surround, params, use_affine=True)
-        if _plausible(alternative, more, turned_w, turned_h, params) and (
-                more > inliers or not _plausible(homography, inliers, turned_w, turned_h, params)):
-            homography, inliers, tentative, method = alternative, more, tried, "asift"
-    if homography is None:
-        return Match(False, 0, rotation, reason="too few feature matches for a homography",
-                     runtime_s=time.perf_counter() - started, inliers_per_iteration=[inliers], method=method,
-                     tentative=tentative)
+    prepared = PreparedSurrounding.of(surrounding, params)
+    first = _first_estimate(query, turn, prepared, params, turned_w, turned_h)
+    homography, inliers, tentative, method = first.homography, first.inliers, first.tentative, first.method
+    if homography is None or not _plausible(homography, inliers, turned_w, turned_h, params):
+        # No try gave a plausible outline: iterating on a chance homography of a few matches would
+        # only warp the wrong ground (and cost three more matches).
+        reason = "too few feature matches for a homography" if homography is None else (
+            f"first match: {_implausible_reason(homography, inliers, turned_w, turned_h, params)}")
+        return Match(False, inliers if homography is not None else 0, rotation, reason=reason,
+                     runtime_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu_started,
+                     inliers_per_iteration=[inliers], method=method,
+                     tentative=tentative, first_match=first.region)
     outline = image_corners(query.width, query.height)
 
     def to_outline(h: np.ndarray) -> np.ndarray:
         return project(h @ to_turned, outline)
 
     state = _Iterated(homography, [inliers], tentative, [to_outline(homography)])
-    state = _iterate(state, query, points, surrounding, to_outline, params.iterations - 1, params)
+    state = _iterate(state, query, points, prepared, to_outline, params.iterations - 1, params)
     if zoom_in is not None and surrounding.bounds is not None and state.history[-1] >= params.min_inliers:
         corners = state.corners_seen[-1]
         extent = float(np.ptp(corners, axis=0).max()) if np.isfinite(corners).all() else math.inf
@@ -427,7 +531,8 @@ def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, ro
                 carried = _mercator_between(surrounding, finer) @ state.homography
                 surrounding = finer
                 state = _Iterated(carried, state.history, state.tentative, [to_outline(carried)])
-                state = _iterate(state, query, points, surrounding, to_outline, params.iterations - 1, params)
+                state = _iterate(state, query, points, PreparedSurrounding.of(finer, params), to_outline,
+                                 params.iterations - 1, params)
                 method += "+zoom"
     homography, history, tentative, last_pairs = state.homography, state.history, state.tentative, state.pairs
     corners_seen = state.corners_seen
@@ -460,9 +565,10 @@ def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, ro
             footprint = footprint_of(corners, surrounding)
         except ValueError as exc:
             reason = f"footprint is not a valid polygon: {exc}"
-    match_ = Match(False, inliers, rotation, total.tolist(), corners.tolist(), footprint, reason, 0.0, history,
-                   method, tentative, shift, model="camera" if camera is not None else "homography",
-                   surrounding_bounds=surrounding.bounds, corners_lonlat=corners_lonlat)
+    match_ = Match(False, inliers, rotation, homography=total.tolist(), corners_px=corners.tolist(), footprint=footprint,
+                   reason=reason, inliers_per_iteration=history, method=method, tentative=tentative, corner_shift=shift,
+                   model="camera" if camera is not None else "homography", surrounding_bounds=surrounding.bounds,
+                   corners_lonlat=corners_lonlat, first_match=first.region)
     if reason is None:
         confidence = params.acceptance.probability(inliers, match_.inlier_ratio, camera=camera is not None)
         match_.confidence = round(confidence, 6)
@@ -478,6 +584,7 @@ def match_candidate(query: np.ndarray | PreparedQuery, surrounding: GeoImage, ro
     match_.reason = reason
     match_.accepted = reason is None
     match_.runtime_s = time.perf_counter() - started
+    match_.cpu_s = time.process_time() - cpu_started
     return match_
 
 
@@ -515,7 +622,7 @@ def km_per_px(surrounding: GeoImage, points: np.ndarray) -> np.ndarray:
 
 
 def refine_candidates(
-    query_rgb: np.ndarray,
+    query_rgb: np.ndarray | PreparedQuery,
     candidates: Iterable[tuple[GeoImage, int]],
     params: RefineParams,
     on_progress: Callable[[int, int, Match], None] | None = None,
@@ -523,7 +630,8 @@ def refine_candidates(
     zoom_in: ZoomIn | None = None,
 ) -> RefineResult:
     """Match the photo against each candidate in retrieval order; the accepted match with the
-    highest confidence wins. The photo's features are computed once for all candidates. The
+    highest confidence wins. The photo's features are computed once for all candidates (or given,
+    as a :class:`PreparedQuery` made with the same ``params``). The
     search stops early at an accepted match ``stop_at_inliers_factor`` times above the inlier
     floor: nothing further down the list will beat it by enough to matter, and time is the
     service's budget (EarthMatch checks the top candidates the same way, best first).
@@ -533,7 +641,7 @@ def refine_candidates(
     ``zoom_in`` gives finer surroundings for coarse-to-fine (:func:`match_candidate`)."""
     candidates = candidates if isinstance(candidates, Sequence) else list(candidates)
     count = len(candidates)
-    query = PreparedQuery.of(query_rgb, params)
+    query = query_rgb if isinstance(query_rgb, PreparedQuery) else PreparedQuery.of(query_rgb, params)
     matches: list[Match] = []
     out_of_time = False
     for i in range(count):

@@ -14,7 +14,7 @@ import pytest
 from pyproj import Geod
 
 from geo.acceptance import Acceptance, Scored, fit_acceptance
-from geo.matching import content_mask, detect, detect_affine, match, root_sift
+from geo.matching import Features, content_mask, detect, detect_affine, match, match_near, root_sift
 from geo.resection import resect
 from index.surroundings import surrounding_image
 from index.tiles import Tile
@@ -55,6 +55,50 @@ def test_mutual_matches_are_a_subset_of_ratio_matches(nile_view):
     assert set(zip(mutual_a.tolist(), mutual_b.tolist(), strict=True)) <= set(zip(ratio_a.tolist(), ratio_b.tolist(), strict=True))
     # Mutual NN means no photo keypoint and no satellite keypoint is used twice.
     assert len(set(mutual_a.tolist())) == len(mutual_a) and len(set(mutual_b.tolist())) == len(mutual_b)
+
+
+def test_adalam_keeps_matches_that_agree_locally_and_drops_a_wrong_place(nile_view):
+    import cv2
+
+    surrounding = surrounding_image(BlueMarbleTileSource(), Tile(5, 18, 13))
+    satellite = detect(surrounding.image, 3000)
+    # The surrounding turned by 30 deg and shrunk: every right match obeys one similarity.
+    turn = cv2.getRotationMatrix2D((384.0, 384.0), 30.0, 0.8)
+    turned = cv2.warpAffine(surrounding.image, turn, (768, 768))
+    seen = detect(turned, 3000)
+    ia, ib = match(satellite, seen, 0.8, filter="adalam")
+    assert len(ia) > 100
+    expected = satellite.points[ia] @ turn[:, :2].T + turn[:, 2]
+    assert np.median(np.linalg.norm(expected - seen.points[ib], axis=1)) < 2.0
+    # Against another place (the Atlantic off West Africa), nothing agrees locally.
+    elsewhere = detect(surrounding_image(BlueMarbleTileSource(), Tile(5, 13, 14)).image, 3000)
+    wrong, _ = match(satellite, elsewhere, 0.8, filter="adalam")
+    assert len(wrong) < 0.1 * len(ia)
+    with pytest.raises(ValueError, match="filter"):
+        match(satellite, seen, 0.8, filter="lightglue")
+
+
+def test_guided_matches_are_the_mutual_ratio_matches_among_near_keypoints():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 512, (600, 2)).astype(np.float32)
+    descriptors = rng.random((600, 32), np.float32)
+    a = Features(points, descriptors)
+    b = Features(points + rng.normal(0, 3, points.shape).astype(np.float32),
+                 descriptors + rng.normal(0, 0.05, descriptors.shape).astype(np.float32))
+    ia, ib = match_near(a, b, 40.0, 0.8)
+    # Brute force: every pair, those farther than the radius excluded.
+    distance = ((a.descriptors[:, None, :] - b.descriptors[None, :, :]) ** 2).sum(axis=2)
+    distance[np.linalg.norm(a.points[:, None, :] - b.points[None, :, :], axis=2) > 40.0] = np.inf
+    order = np.argsort(distance, axis=1)
+    rows = np.arange(len(a))
+    keep = ((np.argmin(distance, axis=0)[order[:, 0]] == rows)
+            & (np.sqrt(distance[rows, order[:, 0]]) < 0.8 * np.sqrt(distance[rows, order[:, 1]])))
+    assert set(zip(ia.tolist(), ib.tolist())) == set(zip(rows[keep].tolist(), order[keep, 0].tolist()))
+    assert len(ia) > 500 and (ia == ib).all()
+    # A keypoint whose true partner lies beyond the radius finds nothing wrong instead.
+    far = Features(b.points + 200.0, b.descriptors)
+    fa, fb = match_near(a, far, 40.0, 0.8)
+    assert len(fa) < 0.05 * len(ia)
 
 
 def test_affine_simulation_adds_views_in_the_photo_frame(nile_view):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -32,7 +31,6 @@ from service.config import Settings
 from service.db import upgrade_database
 from service.demo_stack import ensure_demo_model, ensure_tles, prepare_demo, world_photos
 from service.ingest import ImageFinder, IngestOptions, ingest
-from service.localize.refine import acceptance_path
 
 TARGET_PER_DAY = 10_000  # the ISS's daily output of photos
 
@@ -62,9 +60,6 @@ def run(settings: Settings, photos: int = 60, workers: int = 2, concurrency: int
                 "index_dir": settings.resolved_index_dir.resolve()})
             upgrade_database(database_url)
             ensure_tles(bench)
-            if acceptance_path(settings).is_file():  # the acceptance bench localize fitted for this data
-                (root / "var").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(acceptance_path(settings), acceptance_path(bench))
             ensure_demo_model(bench)
             catalogue = _catalogue(settings, chosen, root / "catalogue.csv", photo_size)
             summary, jobs, wall = _ingest_through_service(bench, catalogue, root, workers, concurrency)

@@ -36,7 +36,7 @@ from world.catalogue import WorldPhoto
 from world.view import ground_keypoints
 from service.photos import decode_rgb
 from service.localize.candidates import retrieve_candidates
-from service.localize.refine import acceptance_path, refine_params, refine_photo
+from service.localize.refine import refine_params, refine_photo
 from geo.refine import RefineParams
 from tqdm import tqdm
 from service.localize.retrieval import get_engine
@@ -236,17 +236,15 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
                      photos: dict[str, WorldPhoto] | None = None,
                      ground: dict[str, int] | None = None) -> tuple[str, Acceptance]:
     """Fit the acceptance (geo.acceptance: logistic over inliers, corner-shift limit, uncertainty
-    scale) on every plausible candidate, write it where the service reads it, and report what the
-    service answers with it. Returns the report and the acceptance the service now uses."""
+    scale) on every candidate of the demo world alone, and report what it answers, cross-fitted.
+    The service's acceptance is the committed joint fit on real and demo-world candidates
+    (`astroloc bench acceptance`); this one is reported, not installed. Returns the report and the
+    demo-world fit."""
     everything = [s for o in outcomes for s, _, _ in o.scored]
     try:
         fitted = fit_acceptance(everything, photos=[o.photo_id for o in outcomes for _ in o.scored])
     except ValueError as exc:
-        return (f"**Acceptance** not refitted ({exc}); the service keeps {acceptance_path(settings)} or the defaults.",
-                refine_params(settings).acceptance)
-    path = acceptance_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, json.dumps(fitted.to_json(), indent=1).encode())
+        return f"**Acceptance** not refitted ({exc}).", refine_params(settings).acceptance
 
     # The figures below are cross-fitted: each photo is judged by the acceptance fitted on the other
     # half of the photos (alternate photos), so no photo's own candidates set its threshold.
@@ -272,7 +270,7 @@ def refit_acceptance(settings: Settings, outcomes: list[PhotoOutcome], top_k: in
         f"candidate) and the corners moved at most "
         f"{fitted.max_corner_shift:.1%} of the outline in the last iteration; corner_uncertainty_km = "
         f"{fitted.uncertainty_scale:.2f} x spread + {fitted.uncertainty_floor_km:g} km (covers all 4 corners of 90% "
-        f"of right answers). Written to `{path}` (the service loads it). The table is cross-fitted: each photo judged "
+        f"of right answers). Reported, not installed: the service's acceptance is the joint fit of `astroloc bench acceptance`. The table is cross-fitted: each photo judged "
         "by the acceptance fitted the same way on the other half of the photos (alternate photos).",
         "",
         "| photos | n | localized | precision | right footprint (IoU >= 0.5) | right, given a right tile in the top "
@@ -452,7 +450,7 @@ def misses_given_right_tile(outcomes: list[PhotoOutcome], top_k: int, acceptance
             misses.append((o, _miss_cause(o, acceptance)))
     if not misses:
         return f"**Misses given a right tile**: none of {len(given)}."
-    lines = [f"**Misses given a right tile** (under the acceptance the service now uses): {len(misses)} of "
+    lines = [f"**Misses given a right tile** (under the demo-world fit above): {len(misses)} of "
              f"{len(given)} photos; each by the fate of its right tile's candidate with most inliers.", "",
              "| cause | photos | which | tilt (deg) | inliers of that candidate |"
              + (" keypoints on the clean ground |" if ground else ""), "|---|---|---|---|---|" + ("---|" if ground else "")]

@@ -225,3 +225,47 @@ def wmts(
 
     markdown = bench_wmts.run(tiles=tiles, latency_ms=latency_ms)
     _report("wmts", "Production database recipe: Sentinel-2 cloudless from a WMTS", markdown, write)
+
+
+@app.command()
+def real(
+    set_dir: Path = typer.Option(None, "--set", help="A real-earthmatch set (default: ../shared/data/real-earthmatch)."),
+    photos: int = typer.Option(None, help="Only the first N photos of the set."),
+    retrieval: bool = typer.Option(True, help="Also rank the set's distinct tiles with the model and the trunk."),
+    reuse: bool = typer.Option(False, "--reuse", help="Report from the outcomes the last run saved (var/bench/real.json)."),
+    write: bool = typer.Option(True, help="Write the tables to docs/benchmarks.md."),
+) -> None:
+    """Refinement and retrieval on real ISS photos against their real Sentinel-2 candidates."""
+    from service.bench import real as bench_real
+    from service.config import get_settings
+
+    directory = set_dir or bench_real.DEFAULT_SET
+    try:
+        bench_real.load_set(directory)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from exc
+
+    def said(outcome: bench_real.RealOutcome) -> None:
+        typer.echo(f"{outcome.photo_id}: {outcome.verdict}"
+                   + (f" (IoU {outcome.iou:.2f})" if outcome.iou is not None else f" ({outcome.reason})"), err=True)
+
+    markdown = bench_real.run(get_settings(), directory, limit=photos, retrieval=retrieval, reuse=reuse,
+                              on_photo=said)
+    _report("real", "Real ISS photos against real Sentinel-2 candidates", markdown, write and photos is None)
+
+
+@app.command()
+def acceptance(
+    write: bool = typer.Option(True, help="Write the tables to docs/benchmarks.md."),
+) -> None:
+    """The refinement's acceptance fitted on the demo world's and the real photos' candidates together
+    (the saved outcomes of `bench localize` and `bench real`), cross-fitted; prints the fit."""
+    from service.bench import acceptance as bench_acceptance
+    from service.config import get_settings
+
+    try:
+        markdown, fitted = bench_acceptance.run(get_settings())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _report("acceptance", "Acceptance fitted on real and demo-world candidates", markdown, write)
+    typer.echo(bench_acceptance.as_json(fitted))

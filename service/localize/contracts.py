@@ -147,6 +147,9 @@ class TriedCandidate(BaseModel):
     inliers_per_iteration: list[int] = Field(default_factory=list, description="EarthMatch's passes, first to last.")
     method: str | None = Field(None, description="How the first homography was found: sift, asift (affine "
                                "simulation for oblique views); +zoom: refined on finer tiles.")
+    first_match: str | None = Field(None, description="What the first homography was matched against: tile (the "
+                                    "candidate tile), surrounding (its 3x3 neighbourhood), tile+asift (the photo's "
+                                    "affine simulations against the tile).")
     model: str | None = Field(None, description="What gave the corners: camera (resected) or homography.")
     confidence: float | None = Field(None, description="P(right), from the calibrated acceptance (docs/refinement.md).")
     runtime_s: float | None = None
@@ -155,7 +158,7 @@ class TriedCandidate(BaseModel):
     def of_match(cls, tile: str, match) -> TriedCandidate:  # noqa: ANN001 (a geo.refine.Match)
         return cls(tile=tile, rotation=match.rotation, inliers=match.inliers, accepted=match.accepted,
                    reason=match.reason, inliers_per_iteration=match.inliers_per_iteration, method=match.method,
-                   model=match.model, confidence=match.confidence, runtime_s=round(match.runtime_s, 3))
+                   first_match=match.first_match, model=match.model, confidence=match.confidence, runtime_s=round(match.runtime_s, 3))
 
 
 class RankedCandidate(Candidate):

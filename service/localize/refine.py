@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from geo.acceptance import Acceptance
 from geo.refine import GeoImage, Match, RefineParams, RefineResult, nearest_quarter_turn, refine_candidates
 from index.sources import LocalXYZSource
 from index.surroundings import surrounding_image, zoom_in_surrounding
@@ -25,21 +24,21 @@ from service.exif import read_exif, upright
 from service.photos import decode_rgb, stored_photo_path
 
 
-def acceptance_path(settings: Settings) -> Path:
-    """Where `astroloc bench localize` writes the acceptance it fitted (geo.acceptance)."""
-    return Path(settings.data_dir) / "acceptance.json"
-
-
 def refine_params(settings: Settings) -> RefineParams:
-    """The matching settings of the service (ASTROLOC_REFINE_*) and the acceptance `astroloc bench
-    localize` refitted for this data directory, when it did; the rest keep RefineParams' defaults."""
-    path = acceptance_path(settings)
+    """The matching settings of the service (ASTROLOC_REFINE_*); the rest, the acceptance included
+    (geo.acceptance.Acceptance: the committed fit on real and demo-world candidates), keep
+    RefineParams' defaults."""
     return RefineParams(
         features=settings.refine_features, iterations=settings.refine_iterations,
         min_inliers=settings.refine_min_inliers, max_features=settings.refine_max_features,
         query_max_side=settings.refine_query_max_side, sift_contrast=settings.refine_sift_contrast,
-        acceptance=Acceptance.load(path) if path.is_file() else Acceptance(),
     )
+
+
+def query_image(data: bytes, params: RefineParams) -> np.ndarray:
+    """A photo's bytes as the refinement job matches them: decoded at the matching size (a JPEG at
+    a reduced DCT scale), turned upright as its EXIF says."""
+    return upright(decode_rgb(data, params.query_max_side), read_exif(data).orientation)
 
 
 def refine_photo(
@@ -115,8 +114,7 @@ def refine_job(settings: Settings, params: LocalizeJobParams,
                      tried=[t.model_dump(mode="json") for t in refinement.tried])
 
     data = stored_photo_path(settings.data_dir, params.image_path).read_bytes()
-    # Decoded at the matching size (a JPEG at a reduced DCT scale), turned upright as its EXIF says.
-    query = upright(decode_rgb(data, refinement.refine_params.query_max_side), read_exif(data).orientation)
+    query = query_image(data, refinement.refine_params)
     refinement.result = refine_photo(settings, query, refinement.candidates, on_progress=on_progress,
                                      params=refinement.refine_params, budget_s=params.budget_s)
     return refinement
