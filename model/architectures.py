@@ -122,6 +122,19 @@ def astroloc_tiny() -> RetrievalNet:
     return dinov2_salad("astroloc-tiny", "vit_small_patch14_dinov2", descriptor_dim=512)
 
 
+@register_model("earthloc2")
+def earthloc2() -> RetrievalNet:
+    """EarthLoc2 (github.com/pawelpiwowarski/EarthLoc2, MIT; EarthLoc with AstroLoc's training):
+    timm's DINOv2 ViT-B/14 with 4 registers at 518 px, SALAD (32 clusters x 64 + a 1024-d global
+    token = 3072) and no projection: the aggregator's output is the descriptor. Its checkpoints are
+    plain state_dicts of its ``DINOv2FeatureExtractor``: ``backbone.*`` (timm's names, registers
+    included) and ``aggregator.*`` (SALAD's reference names), our layout as it is."""
+    backbone = DinoV2Backbone("vit_base_patch14_reg4_dinov2", img_size=518)
+    aggregator = SALAD(num_channels=backbone.num_channels, num_clusters=32, cluster_dim=64, token_dim=1024)
+    config = ModelConfig(arch="earthloc2", input_size=518, descriptor_dim=aggregator.output_dim)
+    return RetrievalNet(config, backbone, aggregator, None)
+
+
 @register_model("earthloc")
 def earthloc() -> RetrievalNet:
     """EarthLoc (Berton, Stoken, Caputo, Masone, "EarthLoc: Astronaut Photography Localization by

@@ -22,6 +22,7 @@ import math
 from typing import NamedTuple
 
 import timm
+from timm.layers import resample_abs_pos_embed
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -42,7 +43,10 @@ class DinoV2Backbone(nn.Module):
     Built from the parts of a randomly initialised timm model (``pretrained=False``: nothing is
     downloaded). The forward pass is the torch-hub DINOv2 one used by SALAD/MegaLoc/AstroLoc
     (``prepare_tokens_with_masks`` -> blocks -> ``norm``), including its positional-embedding
-    interpolation, so published checkpoints give the published descriptors.
+    interpolation, so published checkpoints give the published descriptors. A timm DINOv2 with
+    registers (``vit_*_reg4_dinov2``, EarthLoc2) is run as timm's ``forward_features`` runs it:
+    the positional embedding on the patches only (timm's resampling at other grids), then the
+    class and register tokens before them; the registers are dropped from the grid.
 
     Args:
         timm_name: a timm DINOv2 architecture, e.g. ``vit_base_patch14_dinov2``.
@@ -58,7 +62,12 @@ class DinoV2Backbone(nn.Module):
         self.patch_size = vit.patch_embed.patch_size[0]
         self.num_channels = vit.embed_dim
         self.cls_token = vit.cls_token
-        self.pos_embed = vit.pos_embed  # (1, 1 + M*M, C) for the pretraining grid of M x M patches
+        self.num_registers = int(getattr(vit, "num_reg_tokens", 0) or 0)
+        if self.num_registers:  # only then: the layouts without registers have no such key
+            self.reg_token = vit.reg_token
+        # timm's no_embed_class: the embedding covers the patches alone (the register models).
+        self.pos_embed_has_class = not getattr(vit, "no_embed_class", False)
+        self.pos_embed = vit.pos_embed  # (1, [1 +] M*M, C) for the pretraining grid of M x M patches
         self.patch_embed = vit.patch_embed
         self.blocks = vit.blocks
         self.norm = vit.norm
@@ -79,6 +88,12 @@ class DinoV2Backbone(nn.Module):
         (n + 0.1) / M, not a target size. The two differ numerically, and the published weights
         were trained and evaluated with this one.
         """
+        if not self.pos_embed_has_class:
+            stored_side = math.isqrt(self.pos_embed.shape[1])
+            if grid_h == grid_w == stored_side:
+                return self.pos_embed
+            return resample_abs_pos_embed(self.pos_embed, (grid_h, grid_w), (stored_side, stored_side),
+                                          num_prefix_tokens=0)
         num_stored = self.pos_embed.shape[1] - 1
         stored_side = math.isqrt(num_stored)
         if grid_h == grid_w == stored_side:
@@ -102,12 +117,18 @@ class DinoV2Backbone(nn.Module):
                 f"image size {height}x{width} is not a multiple of the patch size {self.patch_size}"
             )
         patches = self.patch_embed(images).reshape(batch, grid_h * grid_w, self.num_channels)
-        tokens = torch.cat([self.cls_token.expand(batch, -1, -1), patches], dim=1)
-        tokens = tokens + self.interpolated_pos_embed(grid_h, grid_w)
+        prefix = [self.cls_token.expand(batch, -1, -1)]
+        if self.num_registers:
+            prefix.append(self.reg_token.expand(batch, -1, -1))
+        if self.pos_embed_has_class:
+            tokens = torch.cat([*prefix, patches], dim=1) + self.interpolated_pos_embed(grid_h, grid_w)
+        else:
+            tokens = torch.cat([*prefix, patches + self.interpolated_pos_embed(grid_h, grid_w)], dim=1)
         for block in self.blocks:
             tokens = block(tokens)
         tokens = self.norm(tokens)
-        grid = tokens[:, 1:].reshape(batch, grid_h, grid_w, self.num_channels).permute(0, 3, 1, 2)
+        first_patch = 1 + self.num_registers
+        grid = tokens[:, first_patch:].reshape(batch, grid_h, grid_w, self.num_channels).permute(0, 3, 1, 2)
         return Features(grid=grid, token=tokens[:, 0])
 
 

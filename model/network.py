@@ -24,26 +24,25 @@ class RetrievalNet(nn.Module):
     """Image batch (B, 3, S, S), preprocessed per ``config`` -> L2-normalised descriptors (B, D).
 
     Parts: ``backbone`` (local features), ``aggregator`` (one global vector), ``projection``
-    (linear layer to the descriptor size). The state_dict keys are ``backbone.*``,
-    ``aggregator.*`` and ``projection.*``.
+    (linear layer to the descriptor size; None when the aggregator's output is the descriptor, as
+    in EarthLoc2). The state_dict keys are ``backbone.*``, ``aggregator.*`` and ``projection.*``.
     """
 
     def __init__(
-        self, config: ModelConfig, backbone: nn.Module, aggregator: nn.Module, projection: nn.Linear
+        self, config: ModelConfig, backbone: nn.Module, aggregator: nn.Module, projection: nn.Linear | None
     ) -> None:
         super().__init__()
-        joins = (projection.in_features, projection.out_features) == (
-            aggregator.output_dim, config.descriptor_dim,
-        )
-        if not joins:
+        given = (aggregator.output_dim, aggregator.output_dim) if projection is None else (
+            projection.in_features, projection.out_features)
+        if given != (aggregator.output_dim, config.descriptor_dim):
             raise ValueError(
-                f"projection {projection.in_features}->{projection.out_features} does not join "
+                f"projection {given[0]}->{given[1]} does not join "
                 f"aggregator output {aggregator.output_dim} to descriptor size {config.descriptor_dim}"
             )
         self.config = config
         self.backbone = backbone
         self.aggregator = aggregator
-        self.projection = projection
+        self.projection = nn.Identity() if projection is None else projection
         self.check_input_size(config.input_size)
 
     def check_input_size(self, input_size: int) -> None:
