@@ -49,7 +49,8 @@ def image_to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
         raise ValueError(f"expected a PIL image or a uint8 array, got {type(image).__name__}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"empty image of shape {array.shape}")
-    return torch.tensor(array).permute(2, 0, 1).float().div_(255.0)  # copies: PIL arrays are read-only
+    # Copies: PIL arrays are read-only, and views (np.rot90, flips) may have negative strides.
+    return torch.tensor(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255.0)
 
 
 def preprocess(images: ImageInput, config: ModelConfig) -> torch.Tensor:

@@ -120,3 +120,23 @@ def test_astroloc_model_import_publishes_an_earthloc2_checkpoint(sqlite_settings
         assert wrong.exit_code != 0 and "does not load into astroloc" in wrong.output
     finally:
         get_settings.cache_clear()
+
+
+def test_an_index_of_earthloc2_descriptors_finds_its_own_tile(tmp_path):
+    """The index build and search with the full-size network (two tiles: 8 inputs at 518 px)."""
+    from index.build import build_index
+    from index.search import ShardedIndex
+    from index.tiles import Tile
+    from model.describer import tile_describer
+    from world.bluemarble import BlueMarbleTileSource
+
+    torch.manual_seed(3)
+    net = model.create_model("earthloc2")
+    source = BlueMarbleTileSource()
+    tiles = [Tile(2, 1, 2), Tile(2, 2, 1)]
+    build_index(tmp_path, tiles, tile_describer(net, source, batch_size=4, workers=1), model_version="earthloc2:test",
+                progress=False)
+    index = ShardedIndex.open(tmp_path, "earthloc2:test")
+    query = model.describe(net, [np.rot90(source.read_tile(tiles[1]), 1)], rotations=(0,))[:, 0]
+    [found] = index.search(query, None, k=2)
+    assert found.hits[0].tile == tiles[1] and found.hits[0].rotation in (90, 270)
