@@ -56,20 +56,21 @@ class Acceptance:
     """A fitted acceptance rule (defaults: the service's, the fit of `astroloc bench acceptance` on real
     and demo-world candidates together, docs/benchmarks.md)."""
 
-    # Fitted by `astroloc bench acceptance` (2026-12-07) on the candidates of `astroloc bench localize
-    # --photos 1000` (the demo world's 212 test photos, 2120 candidates, 8 wrong with a plausible outline)
-    # and `astroloc bench real` (16 real ISS photos against their 160 real Sentinel-2 candidates; every
-    # wrong one refused by geometry), thresholded at 99.9% precision over answers; cross-fitted, 0 wrong
-    # answers in either world (docs/benchmarks.md, "Acceptance fitted on real and demo-world candidates").
-    # The threshold sits below RefineParams.min_inliers (8) for every outline: no wrong candidate near
-    # it was ever a photo's answer, so the floor and the corner-shift limit are what refuse (docs/refinement.md).
-    intercept: float = -5.09
-    coef_log_inliers: float = 2.73
+    # Fitted by `astroloc bench acceptance` (2026-12-07 20:20) on the candidates of `astroloc bench
+    # localize --photos 1000` (the demo world's 212 test photos, 2120 candidates, 4 wrong with a plausible
+    # outline) and `astroloc bench real` (16 real ISS photos against their 160 real Sentinel-2 candidates,
+    # every wrong one refused by geometry), thresholded at 99.9% precision over answers; cross-fitted, 0
+    # wrong answers in either world (docs/benchmarks.md, "Acceptance fitted on real and demo-world
+    # candidates"). No wrong candidate with a plausible outline was ever a photo's most probable one, so
+    # the threshold is not identifiable and falls to the lowest probability seen: RefineParams.min_inliers
+    # (8) and the corner-shift limit are what refuse (docs/refinement.md).
+    intercept: float = -5.46
+    coef_log_inliers: float = 2.81
     coef_inlier_ratio: float = 0.0
-    coef_no_camera: float = -1.81  # added when no camera explains the inliers (the homography's corners)
-    min_probability: float = 0.1699  # ~3 inliers with a camera, ~6 without: below the floor of 8
+    coef_no_camera: float = -1.17  # added when no camera explains the inliers (the homography's corners)
+    min_probability: float = 0.004235  # below the inlier floor of 8 for every outline
     max_corner_shift: float = 0.19  # corners may move this much (x outline diagonal) in the last iteration
-    uncertainty_scale: float = 1.18
+    uncertainty_scale: float = 1.19
     uncertainty_floor_km: float = 5.0
     fitted_on: dict = field(default_factory=dict)  # what the fit saw (candidates, precision reached ...)
 

@@ -138,6 +138,10 @@ class RefineParams:
     # whole surrounding (a photo off the tile's centre or larger than it); ``+asift``: the photo's
     # affine simulations instead (oblique views; skipped when ``affine`` is off).
     first_match: tuple[str, ...] = ("tile", "surrounding", "tile+asift")
+    # The ``surrounding`` try detects on the surrounding shrunk to this share of its side: a photo
+    # that needs it spans more than the tile, so it is coarser there than the surrounding's pixels,
+    # and SIFT on the whole full-size surrounding was half a refused candidate's CPU time.
+    surrounding_scale: float = 0.5
     affine_tilts: int = 2  # simulated tilts sqrt(2)^1..sqrt(2)^n (45, 60 deg)
     bootstrap: int = 12  # homographies refitted on inlier resamples for the corner uncertainty
     resect: bool = True  # corners from the photo's resected camera (geo.resection), not the homography
@@ -155,6 +159,8 @@ class RefineParams:
             raise ValueError(f"match_filter must be one of {MATCH_FILTERS}, got {self.match_filter!r}")
         if not self.first_match or any(name not in FIRST_MATCH_TRIES for name in self.first_match):
             raise ValueError(f"first_match must name some of {FIRST_MATCH_TRIES}, got {self.first_match!r}")
+        if not 0.1 <= self.surrounding_scale <= 1.0:
+            raise ValueError(f"surrounding_scale must be in [0.1, 1], got {self.surrounding_scale}")
         if self.query_max_side < 64:
             raise ValueError(f"query_max_side must be at least 64 px, got {self.query_max_side}")
 
@@ -374,9 +380,16 @@ def tile_window(width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def _region_features(region: str, grey: np.ndarray, mask: np.ndarray | None, params: RefineParams) -> Features:
-    """Features of the whole surrounding, or of its middle tile; points in surrounding px."""
+    """Features of the whole surrounding (shrunk by ``surrounding_scale``), or of its middle tile;
+    points in surrounding px."""
     if region == "surrounding":
-        return _surrounding_features(grey, params, mask)
+        if params.surrounding_scale >= 1.0:
+            return _surrounding_features(grey, params, mask)
+        height, width = grey.shape
+        size = (max(1, round(width * params.surrounding_scale)), max(1, round(height * params.surrounding_scale)))
+        found = _surrounding_features(cv2.resize(grey, size, interpolation=cv2.INTER_AREA), params,
+                                      None if mask is None else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))
+        return found.moved(found.points * np.float32([width / size[0], height / size[1]]))
     x0, y0, x1, y1 = tile_window(grey.shape[1], grey.shape[0])
     found = _surrounding_features(grey[y0:y1, x0:x1], params, None if mask is None else mask[y0:y1, x0:x1])
     return found.moved(found.points + np.float32([x0, y0]))
