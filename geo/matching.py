@@ -42,6 +42,7 @@ _CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
 
 
 MATCH_FILTERS = ("adalam", "ratio")
+ADALAM_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,10 @@ def _adalam(a: Features, b: Features) -> tuple[np.ndarray, np.ndarray]:
     from kornia.feature.adalam import get_adalam_default_config
 
     config = get_adalam_default_config()
-    with torch.inference_mode():
+    # AdaLAM's local RANSACs draw from torch's global generator: seeded here (and the caller's state
+    # restored), so that a photo and a candidate always give the same matches.
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        torch.manual_seed(ADALAM_SEED)
         scores, pairs = match_adalam(torch.from_numpy(np.ascontiguousarray(a.descriptors, np.float32)),
                                      torch.from_numpy(np.ascontiguousarray(b.descriptors, np.float32)),
                                      _lafs(a), _lafs(b), config=config)

@@ -64,7 +64,7 @@ def live_service(localize_world, postgis_url, redis_url, tmp_path):
     for process in processes:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+            process.wait(timeout=120)  # a loaded machine stops a worker slowly
 
 
 def _catalogue_with_bad_rows(world_dir: Path, out: Path) -> Path:

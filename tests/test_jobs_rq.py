@@ -60,7 +60,7 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
 def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     if process.poll() is None:
         os.killpg(process.pid, sig)
-        process.wait(timeout=30)
+        process.wait(timeout=120)  # a loaded machine stops a worker slowly
 
 
 def _wait_for(settings: Settings, job_id: str, predicate, timeout_s: float = 60.0):

@@ -195,7 +195,7 @@ def rq_worker(localize_world, postgis_url, redis_url, tmp_path):
     yield settings
     if worker.poll() is None:
         os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker.wait(timeout=120)  # a loaded machine stops a worker slowly
 
 
 def test_photo_is_localized_end_to_end_and_found_by_a_spatial_query(rq_worker):
