@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 from shapely.geometry import box
 
 import model
@@ -33,8 +32,7 @@ def s2_crops(photos) -> list[np.ndarray]:  # noqa: ANN001
             if candidate.tile in seen:
                 continue
             seen.add(candidate.tile)
-            with Image.open(candidate.image_path) as image:
-                rgb = np.asarray(image.convert("RGB"))
+            rgb = candidate.surrounding().image
             side = rgb.shape[0] // 3
             crops += [rgb[r * side:(r + 1) * side, c * side:(c + 1) * side] for r in range(3) for c in range(3)]
     return crops

@@ -34,13 +34,15 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from shapely.geometry import MultiPoint, Point, box
+from shapely.geometry import MultiPoint, box
 from shapely.geometry.base import BaseGeometry
 
 from geo import footprint_iou, geodesic_area_km2
 from geo.acceptance import Scored
 from geo.lonlat import geodesic_distance_km
-from geo.refine import GeoImage, Match, PreparedQuery, RefineParams, match_candidate, nearest_quarter_turn, refine_candidates
+from geo.refine import (
+    GeoImage, Match, PreparedQuery, RefineParams, match_candidate, nearest_quarter_turn, refine_candidates, tile_window,
+)
 from index.files import write_atomically
 from service.config import Settings
 from service.localize.refine import query_image, refine_params
@@ -335,11 +337,10 @@ def distinct_tiles(photos: list[RealPhoto]) -> list[RealCandidate]:
 
 
 def middle_third(candidate: RealCandidate) -> np.ndarray:
-    """The candidate tile itself: the middle third of its surrounding image."""
-    with Image.open(candidate.image_path) as image:
-        rgb = np.asarray(image.convert("RGB"))
-    h, w = rgb.shape[:2]
-    return rgb[h // 3: 2 * h // 3, w // 3: 2 * w // 3]
+    """The candidate tile itself: the middle third of its surrounding image (geo.refine.tile_window)."""
+    rgb = candidate.surrounding().image
+    x0, y0, x1, y1 = tile_window(rgb.shape[1], rgb.shape[0])
+    return rgb[y0:y1, x0:x1]
 
 
 def retrieval_recall(net, photos: list[RealPhoto], tiles: list[RealCandidate],  # noqa: ANN001
@@ -355,8 +356,7 @@ def retrieval_recall(net, photos: list[RealPhoto], tiles: list[RealCandidate],  
     polygons = [box(*t.tile_bounds) for t in tiles]
     hits = {k: 0 for k in RECALL_AT}
     for photo, row in zip(photos, scores, strict=True):
-        centre = photo.truth.centroid
-        right = np.array([p.covers(Point(centre.x, centre.y)) for p in polygons])
+        right = np.array([p.covers(photo.truth.centroid) for p in polygons])
         if not right.any():
             continue
         ranked = np.argsort(-row, kind="stable")
