@@ -16,13 +16,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.db import is_postgis
-from service.models import Footprint, Job, ModelVersion, Photo, Tle, utcnow
+from service.models import Footprint, Job, JobStatus, ModelVersion, Photo, PhotoStatus, Tle, utcnow
 
 # ---------------------------------------------------------------------------------------------
 # jobs
-
-JOB_STATUSES = ("queued", "started", "finished", "failed")
-
 
 def create_job(
     session: Session,
@@ -37,7 +34,7 @@ def create_job(
         kind=kind,
         params=params or {},
         queue=queue,
-        status="queued",
+        status=JobStatus.QUEUED,
         progress=0.0,
         attempts=0,
         max_attempts=max_attempts,
@@ -61,9 +58,9 @@ def claim_job(session: Session, job_id: str, worker: str) -> Job | None:
     now = utcnow()
     claimed = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(
-            status="started",
+            status=JobStatus.STARTED,
             attempts=Job.attempts + 1,
             worker=worker,
             started_at=now,
@@ -83,7 +80,7 @@ def record_progress(
         values["progress"] = max(0.0, min(1.0, float(progress)))
     if detail is not None:
         values["detail"] = detail
-    session.execute(update(Job).where(Job.id == job_id, Job.status == "started").values(**values))
+    session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.STARTED).values(**values))
     session.commit()
 
 
@@ -91,24 +88,29 @@ def finish_job(session: Session, job_id: str, result: dict) -> None:
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(status="finished", progress=1.0, result=result, finished_at=utcnow(), error=None)
+        .values(status=JobStatus.FINISHED, progress=1.0, result=result, finished_at=utcnow(), error=None)
     )
     session.commit()
 
 
 def fail_job(session: Session, job_id: str, error: str) -> None:
+    """The job failed with ``error``; so did its photo's localization, when it has one (a photo
+    left queued would wait for an answer that never comes)."""
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(status="failed", error=error, finished_at=utcnow())
+        .values(status=JobStatus.FAILED, error=error, finished_at=utcnow())
     )
+    photo_id = session.scalar(select(Job.photo_id).where(Job.id == job_id))
+    if photo_id is not None:
+        set_photo_status(session, photo_id, PhotoStatus.FAILED)
     session.commit()
 
 
 def abandoned_jobs(session: Session, silent_since: datetime) -> Sequence[Job]:
     """Started jobs whose runner has not sent a heartbeat since ``silent_since`` (it died)."""
     return session.scalars(
-        select(Job).where(Job.status == "started", Job.heartbeat_at < silent_since)
+        select(Job).where(Job.status == JobStatus.STARTED, Job.heartbeat_at < silent_since)
     ).all()
 
 
@@ -116,13 +118,13 @@ def requeue_job(session: Session, job_id: str, reason: str) -> None:
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(status="queued", error=reason, worker=None, heartbeat_at=None)
+        .values(status=JobStatus.QUEUED, error=reason, worker=None, heartbeat_at=None)
     )
     session.commit()
 
 
 def queued_jobs(session: Session, older_than: timedelta | None = None) -> Sequence[Job]:
-    query = select(Job).where(Job.status == "queued")
+    query = select(Job).where(Job.status == JobStatus.QUEUED)
     if older_than is not None:
         query = query.where(Job.created_at < utcnow() - older_than)
     return session.scalars(query.order_by(Job.created_at)).all()
@@ -130,7 +132,7 @@ def queued_jobs(session: Session, older_than: timedelta | None = None) -> Sequen
 
 def count_waiting_jobs(session: Session, queue: str) -> int:
     """Jobs of ``queue`` not started yet (what its bound counts, service.jobs.require_room)."""
-    return session.scalar(select(func.count()).select_from(Job).where(Job.queue == queue, Job.status == "queued"))
+    return session.scalar(select(func.count()).select_from(Job).where(Job.queue == queue, Job.status == JobStatus.QUEUED))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def add_photo(
     image_sha256: str,
     captured_at: datetime | None = None,
     nadir: tuple[float, float] | None = None,
-    status: str = "queued",
+    status: PhotoStatus = PhotoStatus.QUEUED,
     meta: dict | None = None,
 ) -> Photo:
     """Store a photo's row (``nadir`` as (lat, lon)); IntegrityError when ``photo_id`` exists."""
@@ -185,7 +187,7 @@ def add_photo(
     return photo
 
 
-def set_photo_status(session: Session, photo_id: str, status: str) -> None:
+def set_photo_status(session: Session, photo_id: str, status: PhotoStatus) -> None:
     photo = get_photo(session, photo_id)
     if photo is not None:
         photo.status = status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import shapely
@@ -23,6 +24,29 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class JobStatus(StrEnum):
+    """A job's state: queued -> started -> finished or failed (a started job whose runner died
+    goes back to queued)."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class PhotoStatus(StrEnum):
+    """A submitted photo's state: queued until its localization job ends; then localized (a
+    footprint is stored), not_localized (the job ran and found no trustworthy answer), retrieved
+    (only retrieval was asked for: refine=false) or failed (the job itself failed; its error
+    says why)."""
+
+    QUEUED = "queued"
+    RETRIEVED = "retrieved"
+    LOCALIZED = "localized"
+    NOT_LOCALIZED = "not_localized"
+    FAILED = "failed"
 
 
 def utcnow() -> datetime:
@@ -115,7 +139,7 @@ class Photo(Base):
     nadir_lon: Mapped[float | None] = mapped_column(Float)
     image_path: Mapped[str | None] = mapped_column(Text)  # relative to the data dir: service.photos.stored_photo_path
     image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="new")
+    status: Mapped[str] = mapped_column(String(16), default=PhotoStatus.QUEUED)
     meta: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -143,7 +167,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     kind: Mapped[str] = mapped_column(String(32), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     detail: Mapped[dict | None] = mapped_column(JSON)
     params: Mapped[dict | None] = mapped_column(JSON)

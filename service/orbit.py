@@ -18,6 +18,7 @@ from geo.sky import require_aware
 log = logging.getLogger(__name__)
 from service import crud
 from service.config import Settings
+from service.errors import InvalidInput
 
 
 def import_tle_text(session: Session, text: str) -> dict:
@@ -52,11 +53,11 @@ def tle_summary(session: Session, norad_id: int) -> dict:
 
 
 def iss_position_at(settings: Settings, when: datetime, tles: list[TLE]) -> SubPoint:
-    """The ISS sub-point at ``when`` from the nearest TLE that propagates; ValueError (with why)
-    when the TLEs cannot place it (none stored, or the nearest usable one beyond ``tle_max_age_days``)."""
+    """The ISS sub-point at ``when`` from the nearest TLE that propagates; InvalidInput (with
+    why) when the TLEs cannot place it (none stored, or the nearest usable one beyond ``tle_max_age_days``)."""
     fix = locate_iss_skipping(settings, when, tles)
     if not fix.trusted:
-        raise ValueError(f"no trusted ISS position: {fix.fallback_reason}")
+        raise InvalidInput(f"no trusted ISS position: {fix.fallback_reason}")
     return fix.position
 
 
@@ -85,10 +86,10 @@ def visibility_at(settings: Settings, lat: float, lon: float, alt_km: float, min
                   extra: dict | None = None) -> dict:
     """GeoJSON Feature of the ground that sees the ISS above ``min_elevation_deg``."""
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ValueError(f"sub-point ({lat}, {lon}) is out of range (lat in [-90, 90], lon in [-180, 180])")
+        raise InvalidInput(f"sub-point ({lat}, {lon}) is out of range (lat in [-90, 90], lon in [-180, 180])")
     if not 100 <= alt_km <= 2000:
-        raise ValueError(f"altitude {alt_km} km is not a low-Earth orbit (100-2000 km)")
+        raise InvalidInput(f"altitude {alt_km} km is not a low-Earth orbit (100-2000 km)")
     elevation = settings.visibility_min_elevation_deg if min_elevation_deg is None else min_elevation_deg
     if not 0 <= elevation < 90:
-        raise ValueError(f"min_elevation must lie in [0, 90) degrees, got {elevation}")
+        raise InvalidInput(f"min_elevation must lie in [0, 90) degrees, got {elevation}")
     return visibility_feature(lat, lon, alt_km, elevation, properties=extra or {})

@@ -21,20 +21,20 @@ from sqlalchemy.orm import Session
 from geo.geojson import feature_collection, to_feature
 from service import crud
 from service.config import Settings
+from service.errors import InvalidInput
 from service.limits import ServiceBusy
-from service.models import Footprint, Photo
+from service.models import Footprint, Photo, PhotoStatus
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif"}
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff"}
 
 
-class ImageRejected(ValueError):
+class ImageRejected(InvalidInput):
     """A photo we refuse, with the HTTP status the API answers (413 too big, 415 not an image,
     422 corrupt) and a message for the user."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status)
 
 
 @dataclass(frozen=True)
@@ -210,13 +210,13 @@ def parse_bbox(text: str) -> BaseGeometry:
     try:
         west, south, east, north = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"bbox must be W,S,E,N (4 numbers), got {text!r}") from None
+        raise InvalidInput(f"bbox must be W,S,E,N (4 numbers), got {text!r}") from None
     if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south < north <= 90):
-        raise ValueError(f"bbox {text!r} is out of range (lon in [-180,180], lat in [-90,90], S < N)")
+        raise InvalidInput(f"bbox {text!r} is out of range (lon in [-180,180], lat in [-90,90], S < N)")
     if west > east:
         return MultiPolygon([box(west, south, 180, north), box(-180, south, east, north)])
     if west == east:
-        raise ValueError("bbox has zero width")
+        raise InvalidInput("bbox has zero width")
     return box(west, south, east, north)
 
 
@@ -225,9 +225,9 @@ def parse_point(text: str) -> Point:
     try:
         lat, lon = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"contains must be lat,lon (2 numbers), got {text!r}") from None
+        raise InvalidInput(f"contains must be lat,lon (2 numbers), got {text!r}") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ValueError(f"point {text!r} is out of range (lat in [-90,90], lon in [-180,180])")
+        raise InvalidInput(f"point {text!r} is out of range (lat in [-90,90], lon in [-180,180])")
     return Point(lon, lat)
 
 
@@ -257,9 +257,9 @@ def footprint_feature(photo: Photo | None, footprint: Footprint) -> dict:
 
 def find_footprints(session: Session, bbox: str | None, contains: str | None, limit: int) -> dict:
     """Footprints intersecting ``bbox`` (W,S,E,N) or containing ``contains`` (lat,lon), as a
-    FeatureCollection; ValueError unless exactly one is given, or when it does not parse."""
+    FeatureCollection; InvalidInput unless exactly one is given, or when it does not parse."""
     if (bbox is None) == (contains is None):
-        raise ValueError("give exactly one of bbox=W,S,E,N or contains=lat,lon")
+        raise InvalidInput("give exactly one of bbox=W,S,E,N or contains=lat,lon")
     region = parse_bbox(bbox) if bbox is not None else parse_point(contains)
     footprints = crud.footprints_intersecting(session, region, limit=limit)
     photos = {p.photo_id: p for p in crud.photos_by_id(session, {f.photo_id for f in footprints})}
@@ -273,9 +273,12 @@ def photo_record(session: Session, photo_id: str) -> dict:
         raise PhotoNotFound(f"no photo with id {photo_id!r}")
     footprint = crud.latest_footprint(session, photo_id)
     reference = crud.reference_footprint(session, photo_id)
+    job = crud.latest_job_of_photo(session, photo_id, "localize")
     return {
         "photo_id": photo.photo_id,
         "status": photo.status,
+        "job_id": job.id if job is not None else None,
+        "error": job.error if job is not None and photo.status == PhotoStatus.FAILED else None,
         "captured_at": photo.captured_at,
         "nadir": None if photo.nadir_lat is None else {"lat": photo.nadir_lat, "lon": photo.nadir_lon},
         "image_sha256": photo.image_sha256,

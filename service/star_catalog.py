@@ -9,6 +9,7 @@ from pathlib import Path
 
 from service import artifacts
 from service.config import Settings
+from service.errors import InvalidInput
 
 _loaded: dict[str, object] = {}  # sha256 -> StarCatalog, one per process
 _lock = threading.Lock()
@@ -55,16 +56,21 @@ def active_star_catalog(settings: Settings):  # noqa: ANN201
 
 
 def identify_stars(settings: Settings, request: dict) -> dict:
-    """Identify the stars of a POST /star-id body; ValueError on a malformed one."""
+    """Identify the stars of a POST /star-id body; InvalidInput on a malformed one."""
     from starid import identify_request
+    from starid.errors import StarInputError
 
-    result = identify_request(
-        active_star_catalog(settings),
-        request,
-        alpha_eps_deg=settings.starid_alpha_eps_deg,
-        mag_tolerance=settings.starid_mag_tolerance,
-        time_budget_s=settings.starid_time_budget_s,
-    )
+    catalog = active_star_catalog(settings)
+    try:
+        result = identify_request(
+            catalog,
+            request,
+            alpha_eps_deg=settings.starid_alpha_eps_deg,
+            mag_tolerance=settings.starid_mag_tolerance,
+            time_budget_s=settings.starid_time_budget_s,
+        )
+    except StarInputError as exc:
+        raise InvalidInput(str(exc)) from exc
     return result.to_dict()
 
 
@@ -77,21 +83,26 @@ def identify_frame(
     alpha_eps_deg: float | None = None,
 ) -> dict:
     """Detect and identify the stars of an encoded frame (PNG, JPEG, TIFF, FITS; 8/16-bit): the
-    centroid answer plus the centroids with their identifications. ValueError on a bad frame."""
+    centroid answer plus the centroids with their identifications. InvalidInput on a bad frame."""
     from starid import identify_image
+    from starid.errors import StarInputError
     from starid.centroids import DEFAULT_PSF_SIGMA_PX, DEFAULT_SIGMA_THRESHOLD
 
     if len(data) > settings.max_upload_bytes:
-        raise ValueError(f"the frame is larger than {settings.max_upload_bytes} bytes")
+        raise InvalidInput(f"the frame is larger than {settings.max_upload_bytes} bytes")
     if not isinstance(fov_deg, (int, float)) or not 0.0 < fov_deg < 180.0:
-        raise ValueError(f"fov_deg must lie strictly between 0 and 180 degrees, got {fov_deg!r}")
-    result = identify_image(
-        active_star_catalog(settings),
-        data,
-        fov_deg,
-        sigma_threshold=DEFAULT_SIGMA_THRESHOLD if sigma_threshold is None else sigma_threshold,
-        psf_sigma_px=DEFAULT_PSF_SIGMA_PX if psf_sigma_px is None else psf_sigma_px,
-        alpha_eps_deg=settings.starid_alpha_eps_deg if alpha_eps_deg is None else alpha_eps_deg,
-        time_budget_s=settings.starid_time_budget_s,
-    )
+        raise InvalidInput(f"fov_deg must lie strictly between 0 and 180 degrees, got {fov_deg!r}")
+    catalog = active_star_catalog(settings)
+    try:
+        result = identify_image(
+            catalog,
+            data,
+            fov_deg,
+            sigma_threshold=DEFAULT_SIGMA_THRESHOLD if sigma_threshold is None else sigma_threshold,
+            psf_sigma_px=DEFAULT_PSF_SIGMA_PX if psf_sigma_px is None else psf_sigma_px,
+            alpha_eps_deg=settings.starid_alpha_eps_deg if alpha_eps_deg is None else alpha_eps_deg,
+            time_budget_s=settings.starid_time_budget_s,
+        )
+    except StarInputError as exc:
+        raise InvalidInput(str(exc)) from exc
     return result.to_dict()

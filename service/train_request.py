@@ -17,13 +17,14 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from service.config import Settings
+from service.errors import InvalidInput
 from service.jobs import redact_paths
 
 MAX_ZOOM = 22
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
-class TrainRequestInvalid(ValueError):
+class TrainRequestInvalid(InvalidInput):
     """POST /train's body is refused: ``problems`` is one {loc, msg, type} entry per field."""
 
     def __init__(self, problems: list[dict]) -> None:

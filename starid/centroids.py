@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from starid.errors import StarInputError
+
 BACKGROUND_TILE_PX = 32
 DEFAULT_SIGMA_THRESHOLD = 5.0
 DEFAULT_PSF_SIGMA_PX = 1.0
@@ -97,12 +99,12 @@ def read_frame(data: bytes) -> Frame:
     ValueError with the reason for anything else (empty, corrupt, not an image, absurd size).
     """
     if not data:
-        raise ValueError("the frame is empty")
+        raise StarInputError("the frame is empty")
     if data[: len(FITS_MAGIC)] == FITS_MAGIC:
         return _read_fits(data)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
     if decoded is None:
-        raise ValueError("the frame is not a readable PNG, JPEG, TIFF or FITS image")
+        raise StarInputError("the frame is not a readable PNG, JPEG, TIFF or FITS image")
     kind = _image_kind(data)
     return frame_from_array(decoded, kind)
 
@@ -116,11 +118,11 @@ def frame_from_array(array: np.ndarray, kind: str = "array") -> Frame:
     elif array.ndim == 2:
         pixels = array.astype(np.float64)
     else:
-        raise ValueError(f"a frame must be a 2-D grey or 3-D colour image, got shape {array.shape}")
+        raise StarInputError(f"a frame must be a 2-D grey or 3-D colour image, got shape {array.shape}")
     if pixels.shape[0] < 16 or pixels.shape[1] < 16:
-        raise ValueError(f"the frame is {pixels.shape[1]} x {pixels.shape[0]} px; at least 16 x 16 needed")
+        raise StarInputError(f"the frame is {pixels.shape[1]} x {pixels.shape[0]} px; at least 16 x 16 needed")
     if pixels.size > MAX_FRAME_PIXELS:
-        raise ValueError(f"the frame has {pixels.size} pixels, more than the {MAX_FRAME_PIXELS} accepted")
+        raise StarInputError(f"the frame has {pixels.size} pixels, more than the {MAX_FRAME_PIXELS} accepted")
     if not np.all(np.isfinite(pixels)):
         pixels = np.nan_to_num(pixels, nan=float(np.nanmedian(pixels)), posinf=0.0, neginf=0.0)
     if np.issubdtype(array.dtype, np.integer):
@@ -152,9 +154,9 @@ def _read_fits(data: bytes) -> Frame:
                     array = np.asarray(hdu.data, dtype=np.float64)
                     break
             else:
-                raise ValueError("the FITS file holds no 2-D image")
+                raise StarInputError("the FITS file holds no 2-D image")
     except (OSError, TypeError) as exc:
-        raise ValueError(f"the FITS file is not readable: {exc}") from exc
+        raise StarInputError(f"the FITS file is not readable: {exc}") from exc
     if array.ndim == 3:
         array = array.mean(axis=0)
     frame = frame_from_array(array, "fits")
@@ -203,9 +205,9 @@ def detect_stars(
     if not isinstance(frame, Frame):
         frame = frame_from_array(np.asarray(frame))
     if not 1.0 <= sigma_threshold <= 100.0:
-        raise ValueError(f"sigma_threshold must lie in [1, 100], got {sigma_threshold}")
+        raise StarInputError(f"sigma_threshold must lie in [1, 100], got {sigma_threshold}")
     if not 0.3 <= psf_sigma_px <= 20.0:
-        raise ValueError(f"psf_sigma_px must lie in [0.3, 20], got {psf_sigma_px}")
+        raise StarInputError(f"psf_sigma_px must lie in [0.3, 20], got {psf_sigma_px}")
     pixels = frame.pixels
     # A camera that saturates below its container's ceiling (12 bits in 16, a full well reached
     # first) shows it as a plateau: several pixels at exactly the frame's maximum.

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from starid.errors import StarInputError
+
 from starid.catalog import StarCatalog
 from starid.centroids import (
     DEFAULT_PSF_SIGMA_PX,
@@ -129,12 +131,12 @@ def identify_pixels(
     started = time.perf_counter()
     for name, value in (("image_width", image_width), ("image_height", image_height)):
         if not _is_number(value) or not 0 < value < 1e6:
-            raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
+            raise StarInputError(f"{name} must be a positive number of pixels, got {value!r}")
     if not _is_number(fov_deg) or not 0.0 < fov_deg < 180.0:
-        raise ValueError(f"fov_deg must lie strictly between 0 and 180 degrees, got {fov_deg!r}")
+        raise StarInputError(f"fov_deg must lie strictly between 0 and 180 degrees, got {fov_deg!r}")
     points = _as_float_array(pixels, "stars")
     if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"stars must be a list of (x, y) pixel positions, got shape {points.shape}")
+        raise StarInputError(f"stars must be a list of (x, y) pixel positions, got shape {points.shape}")
     _check_count(len(points))
     _check_finite(points, "star coordinates")
     outside = (
@@ -142,7 +144,7 @@ def identify_pixels(
     )
     if outside.any():
         index = int(np.argmax(outside))
-        raise ValueError(
+        raise StarInputError(
             f"star {index} at ({points[index, 0]}, {points[index, 1]}) lies outside the "
             f"{image_width} x {image_height} image"
         )
@@ -242,12 +244,12 @@ def identify(
     started = time.perf_counter()
     query = _as_float_array(vectors, "vectors")
     if query.ndim != 2 or query.shape[1] != 3:
-        raise ValueError(f"vectors must be a list of [x, y, z] directions, got shape {query.shape}")
+        raise StarInputError(f"vectors must be a list of [x, y, z] directions, got shape {query.shape}")
     _check_count(len(query))
     _check_finite(query, "vectors")
     norms = np.linalg.norm(query, axis=1)
     if (norms < 1e-9).any():
-        raise ValueError(f"vector {int(np.argmax(norms < 1e-9))} has zero length")
+        raise StarInputError(f"vector {int(np.argmax(norms < 1e-9))} has zero length")
     return _identify_checked(
         catalog, query / norms[:, None], mags, alpha_eps_deg, mag_tolerance, time_budget_s, started
     )
@@ -268,28 +270,28 @@ def identify_request(
     optional; the keyword arguments are their defaults (the service passes its settings).
     """
     if not isinstance(request, Mapping):
-        raise ValueError(f"the request must be a JSON object, got {type(request).__name__}")
+        raise StarInputError(f"the request must be a JSON object, got {type(request).__name__}")
     unknown = set(request) - _REQUEST_KEYS
     if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; expected some of {sorted(_REQUEST_KEYS)}")
+        raise StarInputError(f"unknown fields {sorted(unknown)}; expected some of {sorted(_REQUEST_KEYS)}")
     tolerances = {
         "alpha_eps_deg": request.get("alpha_eps_deg", alpha_eps_deg),
         "mag_tolerance": request.get("mag_tolerance", mag_tolerance),
         "time_budget_s": time_budget_s,
     }
     if ("stars" in request) == ("vectors" in request):
-        raise ValueError('give either "stars" (pixels, with image_width, image_height, fov_deg) or "vectors"')
+        raise StarInputError('give either "stars" (pixels, with image_width, image_height, fov_deg) or "vectors"')
     if "vectors" in request:
         return identify(catalog, request["vectors"], request.get("mags"), **tolerances)
     missing = [key for key in ("image_width", "image_height", "fov_deg") if key not in request]
     if missing:
-        raise ValueError(f'"stars" needs {", ".join(missing)}')
+        raise StarInputError(f'"stars" needs {", ".join(missing)}')
     stars = request["stars"]
     if not isinstance(stars, Sequence) or not all(isinstance(star, Mapping) for star in stars):
-        raise ValueError('"stars" must be a list of {"x": ..., "y": ..., "mag": ...} objects')
+        raise StarInputError('"stars" must be a list of {"x": ..., "y": ..., "mag": ...} objects')
     for index, star in enumerate(stars):
         if "x" not in star or "y" not in star or set(star) - {"x", "y", "mag"}:
-            raise ValueError(f'star {index} must have "x" and "y" (and optionally "mag"), got {sorted(star)}')
+            raise StarInputError(f'star {index} must have "x" and "y" (and optionally "mag"), got {sorted(star)}')
     pixels = [[star["x"], star["y"]] for star in stars]
     mags = [star.get("mag") for star in stars]
     return identify_pixels(
@@ -322,11 +324,11 @@ def _identify_checked(
     brightest stars only, one pass (see robust_search)."""
     query_mags = _magnitudes(mags, len(query))
     if not _is_number(alpha_eps_deg) or not 0.0 < alpha_eps_deg <= 1.0:
-        raise ValueError(f"alpha_eps_deg must lie in (0, 1] degrees, got {alpha_eps_deg!r}")
+        raise StarInputError(f"alpha_eps_deg must lie in (0, 1] degrees, got {alpha_eps_deg!r}")
     if not _is_number(mag_tolerance) or not 0.0 < mag_tolerance <= 20.0:
-        raise ValueError(f"mag_tolerance must lie in (0, 20] magnitudes, got {mag_tolerance!r}")
+        raise StarInputError(f"mag_tolerance must lie in (0, 20] magnitudes, got {mag_tolerance!r}")
     if not _is_number(time_budget_s) or time_budget_s <= 0:
-        raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+        raise StarInputError(f"time_budget_s must be positive, got {time_budget_s!r}")
     alpha_eps = math.radians(alpha_eps_deg)
 
     # Brightest first: the search stars. A star of unknown magnitude keeps its place in the input
@@ -564,14 +566,14 @@ def _as_float_array(values, name: str) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numbers: {exc}") from exc
+        raise StarInputError(f"{name} must be numbers: {exc}") from exc
 
 
 def _check_count(count: int) -> None:
     if count < 3:
-        raise ValueError(f"at least 3 stars are needed to identify them, got {count}")
+        raise StarInputError(f"at least 3 stars are needed to identify them, got {count}")
     if count > MAX_QUERY_STARS:
-        raise ValueError(
+        raise StarInputError(
             f"at most {MAX_QUERY_STARS} stars can be identified at once, got {count}; pass the brightest"
         )
 
@@ -579,7 +581,7 @@ def _check_count(count: int) -> None:
 def _check_finite(values: np.ndarray, name: str) -> None:
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
-        raise ValueError(f"{name} of star {int(np.argmax(bad))} are NaN or infinite")
+        raise StarInputError(f"{name} of star {int(np.argmax(bad))} are NaN or infinite")
 
 
 def _magnitudes(mags, count: int) -> np.ndarray:
@@ -587,15 +589,15 @@ def _magnitudes(mags, count: int) -> np.ndarray:
     if mags is None:
         return np.full(count, np.nan)
     if isinstance(mags, (str, bytes)) or not hasattr(mags, "__len__"):
-        raise ValueError(f"mags must be a list of numbers (or nulls), got {type(mags).__name__}")
+        raise StarInputError(f"mags must be a list of numbers (or nulls), got {type(mags).__name__}")
     values = list(mags)
     if len(values) != count:
-        raise ValueError(f"got {len(values)} magnitudes for {count} stars")
+        raise StarInputError(f"got {len(values)} magnitudes for {count} stars")
     result = np.full(count, np.nan)
     for i, value in enumerate(values):
         if value is None:
             continue
         if not _is_number(value):
-            raise ValueError(f"magnitude of star {i} must be a finite number or null, got {value!r}")
+            raise StarInputError(f"magnitude of star {i} must be a finite number or null, got {value!r}")
         result[i] = float(value)
     return result

@@ -466,3 +466,30 @@ def test_an_unreachable_database_is_503_not_500(sqlite_settings):
         health = client.get("/health").json()
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5" and "database" in answer.text
     assert health["status"] == "degraded" and health["reasons"][0].startswith("database")
+
+
+def test_an_internal_value_error_is_a_500_in_the_log_not_the_clients_fault(sqlite_settings, caplog):
+    """Only service.errors.InvalidInput is answered as the client's mistake; a bare ValueError
+    raised inside a route (a bug of ours) is a 500 with its traceback in the log."""
+    from fastapi.testclient import TestClient
+
+    from service.api.main import create_app
+    from service.errors import InvalidInput
+
+    app = create_app(sqlite_settings)
+
+    @app.get("/internal-bug")
+    def internal_bug() -> dict:
+        raise ValueError("an algorithm's own assertion")
+
+    @app.get("/bad-input")
+    def bad_input() -> dict:
+        raise InvalidInput("the photo's corners cross each other")
+
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level("ERROR"):
+        bug = client.get("/internal-bug")
+        refused = client.get("/bad-input")
+    assert bug.status_code == 500 and "an algorithm's own assertion" not in bug.text
+    assert any(r.exc_info and "an algorithm's own assertion" in str(r.exc_info[1]) for r in caplog.records)
+    assert refused.status_code == 422 and refused.json()["detail"] == "the photo's corners cross each other"
+

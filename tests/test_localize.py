@@ -178,24 +178,33 @@ def test_a_corrupt_timestamp_falls_back_to_worldwide_search(localize_world, tmp_
 # --- through a real PostGIS and a real RQ worker -----------------------------------------------
 
 
-@pytest.fixture
-def rq_worker(localize_world, postgis_url, redis_url, tmp_path):
-    settings = localize_world(data_dir=tmp_path / "var", database_url=postgis_url, queue_mode="rq", redis_url=redis_url)
+def _start_worker(settings, tmp_path) -> subprocess.Popen:
+    """A real `astroloc worker` on the localize queue, over ``settings``' PostGIS and Redis."""
     env = dict(os.environ)
     env.update(
-        ASTROLOC_DATA_DIR=str(settings.data_dir), ASTROLOC_DATABASE_URL=postgis_url, ASTROLOC_QUEUE_MODE="rq",
-        ASTROLOC_REDIS_URL=redis_url, ASTROLOC_WORLD_DIR=str(settings.world_dir),
+        ASTROLOC_DATA_DIR=str(settings.data_dir), ASTROLOC_DATABASE_URL=settings.database_url,
+        ASTROLOC_QUEUE_MODE="rq", ASTROLOC_REDIS_URL=settings.redis_url, ASTROLOC_WORLD_DIR=str(settings.world_dir),
         ASTROLOC_INDEX_DIR=str(settings.index_dir), ASTROLOC_MODEL_STORE_DIR=str(settings.model_store_dir),
     )
     log_path = tmp_path / "worker.log"
-    worker = subprocess.Popen(
+    return subprocess.Popen(
         [ASTROLOC, "worker", "--queues", "localize"], env=env, stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )
-    yield settings
+
+
+def _stop_worker(worker: subprocess.Popen) -> None:
     if worker.poll() is None:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=120)  # a loaded machine stops a worker slowly
+
+
+@pytest.fixture
+def rq_worker(localize_world, postgis_url, redis_url, tmp_path):
+    settings = localize_world(data_dir=tmp_path / "var", database_url=postgis_url, queue_mode="rq", redis_url=redis_url)
+    worker = _start_worker(settings, tmp_path)
+    yield settings
+    _stop_worker(worker)
 
 
 def test_photo_is_localized_end_to_end_and_found_by_a_spatial_query(rq_worker):
@@ -226,6 +235,31 @@ def test_photo_is_localized_end_to_end_and_found_by_a_spatial_query(rq_worker):
         stored = crud.latest_footprint(session, photo.photo_id)
         assert stored is not None and stored.job_id == job["id"] and stored.method.startswith("earthmatch")
         assert crud.get_photo(session, photo.photo_id).status == "localized"
+
+
+def test_a_job_that_fails_leaves_its_photo_failed_with_the_reason(localize_world, postgis_url, redis_url, tmp_path):
+    """The job raises (its stored image vanished before a worker took it): the job and its photo
+    both say failed, with the error, instead of the photo waiting as queued for ever."""
+    from service.photos import stored_photo_path
+
+    settings = localize_world(data_dir=tmp_path / "var", database_url=postgis_url, queue_mode="rq", redis_url=redis_url)
+    photo = _held_out(settings)[0]
+    with _client(settings) as client:
+        answer = client.post("/localize", files={"image": ("p.jpg", photo.image_path.read_bytes(), "image/jpeg")},
+                             data={"photo_id": photo.photo_id, "timestamp": photo.capture_time})
+        assert answer.status_code == 202, answer.text
+        assert client.get(f"/photos/{photo.photo_id}").json()["status"] == "queued"
+        with session_scope(settings.resolved_database_url) as session:
+            stored_photo_path(settings.data_dir, crud.get_photo(session, photo.photo_id).image_path).unlink()
+        worker = _start_worker(settings, tmp_path)
+        try:
+            job = _wait(client, answer.json()["status_url"])
+        finally:
+            _stop_worker(worker)
+        assert job["status"] == "failed" and job["error"], job
+        record = client.get(f"/photos/{photo.photo_id}").json()
+    assert record["status"] == "failed" and record["job_id"] == job["id"]
+    assert record["error"] == job["error"]
 
 
 def test_the_job_contract_is_typed():

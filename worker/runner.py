@@ -17,6 +17,7 @@ from service import crud
 from service.config import Settings, get_settings
 from service.db import session_scope
 from service.jobs import JobContext
+from service.models import JobStatus
 from worker.handlers import HANDLERS
 
 log = logging.getLogger(__name__)
@@ -52,21 +53,22 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def run_job(job_id: str, settings: Settings | None = None) -> str:
-    """Claim the job, run its handler, store the result or the error. Returns the final status."""
+def run_job(job_id: str, settings: Settings | None = None) -> JobStatus | None:
+    """Claim the job, run its handler, store the result or the error. Returns the final status;
+    None when the job was not there to claim (finished, failed or claimed by someone else)."""
     settings = settings or get_settings()
     url = settings.resolved_database_url
     with session_scope(url) as session:
         job = crud.claim_job(session, job_id, worker_name())
         if job is None:
-            return "skipped"  # finished, failed or claimed by someone else already
+            return None
         kind, params = job.kind, dict(job.params or {})
 
     handler = HANDLERS.get(kind)
     if handler is None:
         with session_scope(url) as session:
             crud.fail_job(session, job_id, f"no handler for job kind {kind!r}")
-        return "failed"
+        return JobStatus.FAILED
 
     try:
         with Heartbeat(settings, job_id):
@@ -76,7 +78,7 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
         log.debug("%s", traceback.format_exc())
         with session_scope(url) as session:
             crud.fail_job(session, job_id, f"{type(exc).__name__}: {exc}")
-        return "failed"
+        return JobStatus.FAILED
     with session_scope(url) as session:
         crud.finish_job(session, job_id, result)
-    return "finished"
+    return JobStatus.FINISHED

@@ -19,6 +19,7 @@ from service.api.routes import health, jobs, localize, maps, models, orbit, phot
 from service.jobs import recover_jobs
 from service.config import Settings, get_settings
 from service.db import upgrade_database
+from service.errors import InvalidInput
 from service.limits import ServiceBusy
 from service.train_request import TrainRequestInvalid
 
@@ -70,10 +71,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     async def invalid_training(_request: Request, exc: TrainRequestInvalid) -> JSONResponse:
         return JSONResponse({"detail": exc.problems}, status_code=422)
 
-    @app.exception_handler(ValueError)
-    async def value_error(_request: Request, exc: ValueError) -> JSONResponse:
-        # Algorithms signal bad input with ValueError: the client's fault, with the reason.
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(_request: Request, exc: InvalidInput) -> JSONResponse:
+        # Only our own typed refusal is the client's fault; any other exception is a 500 (logged).
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug of ours (a bare ValueError from an algorithm included): logged with its traceback.
+        log.error("internal error answering %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal server error; the service's log has the details"}, status_code=500)
 
     @app.exception_handler(ServiceBusy)
     async def busy(_request: Request, exc: ServiceBusy) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from service.localize.contracts import SearchSummary
+from service.models import JobStatus
 
 
 class Message(BaseModel):
@@ -101,7 +102,7 @@ def json_depth(text: str) -> int:
 class JobOut(BaseModel):
     id: str
     kind: str
-    status: Literal["queued", "started", "finished", "failed"]
+    status: JobStatus
     progress: float
     detail: dict | None = None
     attempts: int

@@ -36,6 +36,7 @@ from geo.checks import (
 from geo.lonlat import geodesic_area_km2
 from service.config import Settings
 from service.orbit import locate_iss_skipping, stored_tles
+from service.errors import InvalidInput
 
 SEARCH_MODES = ("auto", "visibility", "worldwide")
 EARTH_AREA_KM2 = 510_065_600.0
@@ -83,14 +84,14 @@ def search_region(
     alt_km: float = ISS_ALTITUDE_KM,
     reference: BaseGeometry | None = None,
 ) -> SearchRegion:
-    """The region to search for a photo (see the module docstring); ValueError when ``mode`` is
+    """The region to search for a photo (see the module docstring); InvalidInput when ``mode`` is
     ``visibility`` and no region can be had, or the inputs are out of range."""
     if mode not in SEARCH_MODES:
-        raise ValueError(f"unknown search mode {mode!r}; expected one of {SEARCH_MODES}")
+        raise InvalidInput(f"unknown search mode {mode!r}; expected one of {SEARCH_MODES}")
     if nadir is not None:
         lat, lon = nadir
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise ValueError(f"nadir ({lat}, {lon}) is out of range")
+            raise InvalidInput(f"nadir ({lat}, {lon}) is out of range")
     checks: list[MetadataCheck] = []
     orbit, no_orbit_reason = _orbit_position(settings, session, timestamp, checks)
     if nadir is not None:
@@ -110,7 +111,7 @@ def search_region(
     if position is None:
         reason = "no capture timestamp: searching worldwide" if timestamp is None else f"{no_orbit_reason}: searching worldwide"
         if mode == "visibility":
-            raise ValueError(f"cannot restrict the search to the ISS visibility region: {reason}")
+            raise InvalidInput(f"cannot restrict the search to the ISS visibility region: {reason}")
         return _worldwide(reason, checks, sun, daylight)
     disagree = any(c.name == "nadir_vs_orbit" and not c.ok for c in checks)
     if disagree:

@@ -10,6 +10,7 @@ from shapely.geometry import mapping, shape
 
 from geo import footprint_iou, geodesic_area_km2
 from service import crud
+from service.models import PhotoStatus
 from service.config import Settings
 from service.db import session_scope
 from service.localize.contracts import LatLon, LocalizeResult, RankedCandidate, RetrievalSummary
@@ -23,11 +24,11 @@ def record_refinement(settings: Settings, job_id: str, refinement: Refinement) -
     retrieval = RetrievalSummary(candidates=len(candidates), best_score=candidates[0].score if candidates else None,
                                  seconds=params.retrieval_s)
     if not params.refine:
-        _set_status(settings, params.photo_id, "retrieved")
+        _set_status(settings, params.photo_id, PhotoStatus.RETRIEVED)
         return LocalizeResult(localized=False, refined=False, reason="refinement not requested (refine=false)",
                               candidates=candidates, retrieval=retrieval)
     if not candidates:
-        _set_status(settings, params.photo_id, "not_localized")
+        _set_status(settings, params.photo_id, PhotoStatus.NOT_LOCALIZED)
         return LocalizeResult(localized=False, refined=True,
                               reason="retrieval found no candidate tile in the search region",
                               retrieval=retrieval, runtime_s=refinement.runtime_s())
@@ -35,7 +36,7 @@ def record_refinement(settings: Settings, job_id: str, refinement: Refinement) -
     outcome = refinement.result
     runtime = refinement.runtime_s()
     if outcome is None or not outcome.localized or outcome.best is None or outcome.best.footprint is None:
-        _set_status(settings, params.photo_id, "not_localized")
+        _set_status(settings, params.photo_id, PhotoStatus.NOT_LOCALIZED)
         reason = (outcome.reason if outcome is not None else None) or "no candidate was accepted"
         return LocalizeResult(localized=False, refined=True, reason=reason, tried=refinement.tried,
                               retrieval=retrieval, runtime_s=runtime)
@@ -52,7 +53,7 @@ def record_refinement(settings: Settings, job_id: str, refinement: Refinement) -
                 session, params.photo_id, footprint, method=method, confidence=confidence,
                 inliers=best.inliers, model_version=params.model_version, job_id=job_id,
             )
-        crud.set_photo_status(session, params.photo_id, "localized")
+        crud.set_photo_status(session, params.photo_id, PhotoStatus.LOCALIZED)
         session.commit()
         footprint_id = stored.id
     centre = footprint.centroid
@@ -81,7 +82,7 @@ def record_refinement(settings: Settings, job_id: str, refinement: Refinement) -
     return result
 
 
-def _set_status(settings: Settings, photo_id: str, status: str) -> None:
+def _set_status(settings: Settings, photo_id: str, status: PhotoStatus) -> None:
     with session_scope(settings.resolved_database_url) as session:
         crud.set_photo_status(session, photo_id, status)
         session.commit()

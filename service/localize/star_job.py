@@ -20,6 +20,7 @@ from shapely.geometry import mapping, shape
 from geo import footprint_iou, geodesic_area_km2
 from geo.attitude_footprint import iss_state_itrs
 from service import crud
+from service.models import PhotoStatus
 from service.config import Settings
 from service.db import session_scope
 from service.localize.contracts import (
@@ -43,6 +44,7 @@ from service.localize.stars import (
 from service.orbit import stored_tles
 from service.photos import read_rgb, stored_photo_path
 from service.star_catalog import active_star_catalog
+from service.errors import InvalidInput
 
 if TYPE_CHECKING:
     from service.exif import PhotoExif
@@ -80,7 +82,7 @@ def plan_star_path(settings: Settings, session, *, method: str, image_rgb: np.nd
                    timestamp: datetime | None, daylight: bool | None, focal_mm: float | None,
                    sensor_width_mm: float | None) -> StarPlan:
     """Decide whether the job takes the star path (``method`` stars, or auto for a night photo with
-    enough stars above the limb); ValueError (a 422) when ``stars`` is asked for and cannot run."""
+    enough stars above the limb); InvalidInput (a 422) when ``stars`` is asked for and cannot run."""
     if method == "matching":
         return StarPlan(None, "matching requested")
     problem = None
@@ -93,7 +95,7 @@ def plan_star_path(settings: Settings, session, *, method: str, image_rgb: np.nd
             problem = f"the star path needs the ISS position at the capture time: {exc}"
     if problem:
         if method == "stars":
-            raise ValueError(problem)
+            raise InvalidInput(problem)
         return StarPlan(None, problem)
     detected = None
     if method == "auto":
@@ -144,7 +146,7 @@ def star_path_job(settings: Settings, job_id: str, params: LocalizeJobParams) ->
     if not outcome.localized:
         if not plan.fall_back_to_matching:
             with session_scope(settings.resolved_database_url) as session:
-                crud.set_photo_status(session, params.photo_id, "not_localized")
+                crud.set_photo_status(session, params.photo_id, PhotoStatus.NOT_LOCALIZED)
                 session.commit()
         return LocalizeResult(localized=False, refined=False, method="stars", reason=f"the stars: {outcome.reason}",
                               star_path=summary, retrieval=retrieval, runtime_s=outcome.runtime_s)
@@ -155,7 +157,7 @@ def star_path_job(settings: Settings, job_id: str, params: LocalizeJobParams) ->
         if stored is None:  # a retried job keeps the footprint an earlier attempt stored
             stored = crud.add_footprint(session, params.photo_id, footprint, method=STAR_FOOTPRINT_METHOD,
                                         confidence=None, inliers=len(outcome.stars), job_id=job_id)
-        crud.set_photo_status(session, params.photo_id, "localized")
+        crud.set_photo_status(session, params.photo_id, PhotoStatus.LOCALIZED)
         session.commit()
         footprint_id = stored.id
     centre = outcome.footprint.centre or (footprint.centroid.x, footprint.centroid.y)

@@ -33,8 +33,9 @@ from service.localize.contracts import LocalizeJobParams, SearchSummary
 from service.localize.region import search_region
 from service.localize.retrieval import RetrievalUnavailable, get_engine
 from service.localize.star_job import plan_star_path
-from service.models import Job, Photo
+from service.models import Job, JobStatus, Photo, PhotoStatus
 from service.photos import image_sha256, store_image
+from service.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +76,28 @@ def parse_reference_footprint(text: str | None) -> BaseGeometry | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"reference_footprint is not JSON: {exc}") from None
+        raise InvalidInput(f"reference_footprint is not JSON: {exc}") from None
     if isinstance(value, dict):
         try:
             geometry = shape(value)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"reference_footprint is not a GeoJSON geometry: {exc}") from None
+            raise InvalidInput(f"reference_footprint is not a GeoJSON geometry: {exc}") from None
         if geometry.geom_type not in ("Polygon", "MultiPolygon") or not geometry.is_valid:
-            raise ValueError("reference_footprint must be a valid GeoJSON Polygon")
+            raise InvalidInput("reference_footprint must be a valid GeoJSON Polygon")
         return geometry
     if isinstance(value, list) and len(value) == 4:
         try:
             return footprint_polygon([(float(lat), float(lon)) for lon, lat in value])
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"reference_footprint corners: {exc}") from None
-    raise ValueError("reference_footprint must be a GeoJSON Polygon or four [lon, lat] corners")
+            raise InvalidInput(f"reference_footprint corners: {exc}") from None
+    raise InvalidInput("reference_footprint must be a GeoJSON Polygon or four [lon, lat] corners")
 
 
 def submit_localization(settings: Settings, request: LocalizeRequest,
                         status_url: Callable[[str], str]) -> LocalizeAnswer:
     """Run the synchronous part of a localization and queue its refinement.
 
-    ``status_url(job_id)`` builds the job's URL. Raises ValueError (bad input, 422),
+    ``status_url(job_id)`` builds the job's URL. Raises InvalidInput (bad input, 422),
     PhotoConflict (409) or service.localize.retrieval.RetrievalUnavailable (503).
     """
     sha = image_sha256(request.image_data)
@@ -156,7 +157,7 @@ def submit_localization(settings: Settings, request: LocalizeRequest,
             if existing is None:
                 crud.add_photo(
                     session, photo_id, image_path=stored_name, image_sha256=sha, captured_at=timestamp,
-                    nadir=request.nadir, status="queued",
+                    nadir=request.nadir, status=PhotoStatus.QUEUED,
                     meta={"format": request.image_format, "search": search["mode"], "exif": exif.to_json(),
                           "timestamp_from": "form" if request.timestamp else "exif" if timestamp else None},
                 )
@@ -206,7 +207,7 @@ def _earlier_submission(session: Session, photo_id: str, sha: str,
             f"(sha256 {existing.image_sha256[:12]}...); use another photo_id"
         )
     job = crud.latest_job_of_photo(session, photo_id, kind="localize")
-    if job is None or job.status == "failed":
+    if job is None or job.status == JobStatus.FAILED:
         return existing, None
     return existing, LocalizeAnswer(_duplicate_body(job, photo_id, status_url), created=False)
 

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import photos
 from service.api.deps import ReadKeyDep, SessionDep, SettingsDep
+from service.jobs import redact_paths
 
 # Reads of photos need a key when keys are set (unless ASTROLOC_PUBLIC_READS): they show pixels and hashes.
 router = APIRouter(prefix="/photos", tags=["photos"], dependencies=[ReadKeyDep])
@@ -26,10 +27,11 @@ def find_photos(
 
 
 @router.get("/{photo_id}", responses={404: {"description": "No such photo."}})
-def get_photo(photo_id: str, session: SessionDep) -> dict:
-    """A photo's metadata and its latest footprint (GeoJSON Feature, or null)."""
+def get_photo(photo_id: str, session: SessionDep, settings: SettingsDep) -> dict:
+    """A photo's metadata, its status (with its job's error when that failed) and its latest
+    footprint (GeoJSON Feature, or null)."""
     try:
-        return photos.photo_record(session, photo_id)
+        return redact_paths(settings, photos.photo_record(session, photo_id))
     except photos.PhotoNotFound as exc:
         raise HTTPException(404, str(exc)) from None
 
