@@ -7,7 +7,7 @@ every distinct surrounding image (3 x 3 each), at 4 rotations. No photo is seen 
 evaluated tiles (the surroundings' middle thirds) are among the fitted crops, as a database's own
 tiles would be.
 
-    .venv/bin/python scripts/real_retrieval_probe.py
+    .venv/bin/python experiments/real_retrieval_probe.py
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ descriptor it projects. Two of them:
   only tempers the dominant directions, which on few dimensions' worth of places overfits less);
 - :func:`learned_whitening` (below) is fitted on matching photo-tile pairs.
 
+Both compute ``head(f) = P (f - m)``. The projection P says which directions tell places apart;
+the centre m is where the imagery's descriptors sit, and it moves with the imagery: Blue Marble
+mosaics and Sentinel-2 scenes of the same places have different means. :func:`centre_head`
+re-estimates m alone on the tiles of the database being indexed (no labels, no photo), keeping P
+(docs/training.md, "Real Sentinel-2 imagery").
+
 Radenović, Tolias, Chum, "Fine-tuning CNN Image Retrieval with No Human Annotation" (TPAMI 2018),
 Sec. 3.3 ("learned discriminative whitening"): with f the (L2-normalised) pooled descriptors,
 
@@ -27,10 +33,15 @@ a noisy inverse square root.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
+
+from model.config import ModelConfig
+from model.network import RetrievalNet
 
 
 def learned_whitening(queries: np.ndarray, positives: np.ndarray, dim: int,
@@ -90,6 +101,63 @@ def _head(weight: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     within-place variances: tens) would leave the head where it started."""
     weight = weight / (math.sqrt(weight.shape[1]) * weight.std())
     return weight.astype(np.float32), (-weight @ mean).astype(np.float32)
+
+
+@dataclass
+class HeadInputs:
+    """A network with its head left out, for :func:`model.describe`: the aggregator's
+    L2-normalised output, what the linear head projects (``config.descriptor_dim`` is its width)."""
+
+    net: RetrievalNet
+    config: ModelConfig
+
+    @classmethod
+    def of(cls, net: RetrievalNet) -> HeadInputs:
+        return cls(net, replace(net.config, descriptor_dim=linear_head(net).in_features))
+
+    def embed(self, batch: torch.Tensor) -> np.ndarray:
+        self.net.eval()
+        with torch.no_grad():
+            return self.net.aggregator(self.net.backbone(batch.to(self.net.device))).float().cpu().numpy()
+
+
+def linear_head(net: RetrievalNet) -> nn.Linear:
+    """The network's linear head; ValueError for a network without one (an identity projection)."""
+    if not isinstance(net.projection, nn.Linear) or net.projection.bias is None:
+        raise ValueError(f"{net.config.arch} has no linear head with a bias to centre")
+    return net.projection
+
+
+def centre_on_tiles(net: RetrievalNet, batches: Iterable[list[np.ndarray]], rotations: Sequence[int],
+                    batch_size: int = 32) -> int:
+    """Centre ``net``'s head (:func:`centre_head`) on the mean of its inputs over the tiles of
+    ``batches`` (lists of RGB arrays), each at ``rotations``; returns the inputs averaged (0: no
+    tile came, the head is left as it was)."""
+    from model.descriptors import describe
+
+    inputs = HeadInputs.of(net)
+    total, count = np.zeros(inputs.config.descriptor_dim), 0
+    for images in batches:
+        if images:
+            found = describe(inputs, images, rotations=rotations, batch_size=batch_size)
+            total += found.reshape(-1, found.shape[-1]).sum(axis=0, dtype=np.float64)
+            count += found.shape[0] * found.shape[1]
+    if count:
+        centre_head(net, total / count)
+    return count
+
+
+def centre_head(net: RetrievalNet, mean: np.ndarray) -> None:
+    """Re-centre the linear head on ``mean``, the average of its inputs over a database's tiles
+    (:class:`HeadInputs`, every rotation indexed): bias = -W mean, so head(f) = W (f - mean); the
+    projection W is kept."""
+    head = linear_head(net)
+    mean = np.asarray(mean, np.float64)
+    if mean.shape != (head.in_features,) or not np.isfinite(mean).all():
+        raise ValueError(f"the centre must be {head.in_features} finite numbers, got shape {mean.shape}")
+    weight = head.weight.detach().cpu().double().numpy()
+    with torch.no_grad():
+        head.bias.copy_(torch.from_numpy(-weight @ mean).to(head.bias))
 
 
 def set_linear(layer: nn.Linear, weight: np.ndarray, bias: np.ndarray) -> None:

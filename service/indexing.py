@@ -1,7 +1,7 @@
 """The tile index from the service's side: which model describes tiles, building an index, searching it.
 
 `astroloc index build|search` call these (the CLI only turns options into arguments and prints).
-Every refusal is an :class:`IndexingError` (a ValueError) with a message for the user. The model is
+Every refusal is an :class:`IndexingError` (a service.errors.InvalidInput) with a message for the user. The model is
 given as --arch/--weights, as a model-store version id, or is the store's active 'retrieval'
 version; the index records the same model identity as the service (model.identity), so an index
 built here is one the API can serve.
@@ -16,9 +16,10 @@ import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from service.config import Settings
+from service.errors import InvalidInput
 
 
-class IndexingError(ValueError):
+class IndexingError(InvalidInput):
     """The index cannot be built or searched as asked (the message says why)."""
 
 
@@ -134,3 +135,78 @@ def search(settings: Settings, rgb: np.ndarray, region: BaseGeometry | None, res
     descriptor = model.describe(resolved.net, [rgb], rotations=(0,), batch_size=1)[:, 0]
     [result] = index.search(descriptor, region, k=k, nprobe=settings.index_nprobe)
     return result
+
+
+def centre_model(settings: Settings, source, tiles, source_label: str, *, version_id: int | None = None,  # noqa: ANN001
+                 sample: int = 2000, seed: int = 0, name: str | None = None, activate: bool = False,
+                 progress: bool = True):  # noqa: ANN201
+    """Publish a retrieval version whose linear head is centred on the imagery to be indexed
+    (model.whitening.centre_head): the mean of its head's inputs over ``sample`` of ``tiles``
+    (drawn with ``seed``) at the index's rotations. The projection is kept; no labels, no photo.
+    A model whose head was fitted on other imagery (the demo model: Blue Marble) is centred on
+    the database before that database is indexed with it (docs/operations.md). ``source_label``
+    says in the version's record what the tiles were."""
+    import tempfile
+
+    import torch
+    from tqdm import tqdm
+
+    import model
+    from service import artifacts
+    from service.db import upgrade_database
+    from index.sources import TileError
+    from model.whitening import centre_on_tiles, linear_head
+
+    upgrade_database(settings.resolved_database_url)
+    try:
+        if version_id is None:
+            found = artifacts.active_artifact(settings, "retrieval")
+            if found is None:
+                raise IndexingError("no active retrieval model: import one or pass --version")
+            parent, path = found
+        else:
+            parent = artifacts.get_version(settings, version_id)
+            path = artifacts.model_store(settings).verify(Path(parent.path), parent.sha256)
+    except (LookupError, FileNotFoundError) as exc:
+        raise IndexingError(str(exc)) from None
+    if parent.kind != "retrieval" or not parent.architecture:
+        raise IndexingError(f"version {parent.id} is a {parent.kind!r}, not a retrieval model with an architecture")
+    if sample < 1:
+        raise IndexingError(f"--sample must be at least 1 tile, got {sample}")
+    net = model.create_model(parent.architecture, weights=Path(path))
+    try:
+        linear_head(net)
+    except ValueError as exc:
+        raise IndexingError(str(exc)) from None
+    chosen = list(tiles)
+    if len(chosen) > sample:
+        picks = np.random.default_rng(seed).choice(len(chosen), sample, replace=False)
+        chosen = [chosen[i] for i in sorted(picks)]
+    unreadable = 0
+
+    def batches():  # noqa: ANN202
+        nonlocal unreadable
+        step = max(1, settings.describe_batch_size // len(settings.index_rotations))
+        for start in tqdm(range(0, len(chosen), step), desc="centring on the tiles", unit="batch",
+                          disable=not progress):
+            images = []
+            for tile in chosen[start:start + step]:
+                try:
+                    images.append(source.read_tile(tile))
+                except TileError:  # a missing, corrupt or unfetchable tile: the mean of the others
+                    unreadable += 1
+            yield images
+
+    if not centre_on_tiles(net, batches(), settings.index_rotations, settings.describe_batch_size):
+        raise IndexingError(f"none of the {len(chosen)} sampled tiles could be read")
+    centred_on = {"tiles": len(chosen) - unreadable, "unreadable": unreadable, "rotations": list(settings.index_rotations),
+                  "source": source_label, "seed": seed}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "centred.pt"
+        torch.save(net.state_dict(), weights)
+        return artifacts.publish(
+            settings, weights, name=name or f"{parent.name}-centred", kind="retrieval",
+            architecture=parent.architecture,
+            config={"centred_from_version": parent.id, "centred_from_sha256": parent.sha256, "centred_on": centred_on},
+            activate=activate,
+        )

@@ -98,22 +98,36 @@ def test_onnx_export_agrees_with_torch(tmp_path):
     assert np.abs(torch_out - onnx_out).max() <= 1e-4
 
 
-def test_astroloc_model_import_publishes_an_earthloc2_checkpoint(sqlite_settings, tmp_path, monkeypatch):
+def test_an_imported_earthloc2_indexes_tiles_and_serves_post_localize(sqlite_settings, tmp_path, monkeypatch):
+    """The published layout, full size, through the service: `astroloc model import --activate`
+    (and refused for another architecture), an index of its descriptors built (two Blue Marble
+    tiles: 8 inputs at 518 px), and ``POST /localize`` describing a photo with it and ranking
+    that photo's tile first."""
+    import io
     import json
 
+    from fastapi.testclient import TestClient
+    from PIL import Image
     from typer.testing import CliRunner
 
+    from index.build import build_index
+    from index.tiles import Tile
+    from model.describer import tile_describer
+    from service.api.main import create_app
     from service.cli import app
     from service.config import get_settings
+    from service.localize.retrieval import active_model
+    from world.bluemarble import BlueMarbleTileSource
 
     monkeypatch.setenv("ASTROLOC_DATA_DIR", str(sqlite_settings.data_dir))
     get_settings.cache_clear()
-    torch.manual_seed(2)
+    torch.manual_seed(3)
     path = tmp_path / "earthloc2.pth"
     torch.save(_Reference().state_dict(), path)  # the published layout, full size
     runner = CliRunner()
     try:
-        imported = runner.invoke(app, ["model", "import", str(path), "--arch", "earthloc2", "--name", "earthloc2-test"])
+        imported = runner.invoke(app, ["model", "import", str(path), "--arch", "earthloc2", "--name", "earthloc2-test",
+                                       "--activate"])
         assert imported.exit_code == 0, imported.output
         assert json.loads(imported.output)["architecture"] == "earthloc2"
         wrong = runner.invoke(app, ["model", "import", str(path), "--arch", "astroloc"])
@@ -121,22 +135,20 @@ def test_astroloc_model_import_publishes_an_earthloc2_checkpoint(sqlite_settings
     finally:
         get_settings.cache_clear()
 
-
-def test_an_index_of_earthloc2_descriptors_finds_its_own_tile(tmp_path):
-    """The index build and search with the full-size network (two tiles: 8 inputs at 518 px)."""
-    from index.build import build_index
-    from index.search import ShardedIndex
-    from index.tiles import Tile
-    from model.describer import tile_describer
-    from world.bluemarble import BlueMarbleTileSource
-
-    torch.manual_seed(3)
-    net = model.create_model("earthloc2")
+    ref = active_model(sqlite_settings)
+    assert ref.architecture == "earthloc2"
     source = BlueMarbleTileSource()
     tiles = [Tile(2, 1, 2), Tile(2, 2, 1)]
-    build_index(tmp_path, tiles, tile_describer(net, source, batch_size=4, workers=1), model_version="earthloc2:test",
-                progress=False)
-    index = ShardedIndex.open(tmp_path, "earthloc2:test")
-    query = model.describe(net, [np.rot90(source.read_tile(tiles[1]), 1)], rotations=(0,))[:, 0]
-    [found] = index.search(query, None, k=2)
-    assert found.hits[0].tile == tiles[1] and found.hits[0].rotation in (90, 270)
+    net = model.create_model(ref.architecture, weights=ref.path)
+    build_index(sqlite_settings.resolved_index_dir, tiles, tile_describer(net, source, batch_size=4, workers=1),
+                model_version=ref.index_key, rotations=sqlite_settings.index_rotations, progress=False)
+    del net
+
+    photo = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.rot90(source.read_tile(tiles[1]), 1))).save(photo, "JPEG", quality=95)
+    with TestClient(create_app(sqlite_settings)) as client:
+        answer = client.post("/localize", files={"image": ("p.jpg", photo.getvalue(), "image/jpeg")},
+                             data={"refine": "false", "top_k": "2"})
+    assert answer.status_code == 202, answer.text
+    best = answer.json()["candidates"][0]
+    assert best["tile"] == "2/2/1" and best["rotation"] in (90, 270), best

@@ -365,6 +365,19 @@ def retrieval_recall(net, photos: list[RealPhoto], tiles: list[RealCandidate],  
     return hits
 
 
+def centred_on(net, tile_images: list[np.ndarray]):  # noqa: ANN001, ANN201
+    """``net`` with its head centred on the tiles at 4 rotations (what `astroloc model centre`
+    does over a database); a network without a linear head as it is."""
+    from model.whitening import centre_on_tiles, linear_head
+
+    try:
+        linear_head(net)
+    except ValueError:
+        return net
+    centre_on_tiles(net, [tile_images], rotations=(0, 90, 180, 270))
+    return net
+
+
 def retrieval_report(settings: Settings, photos: list[RealPhoto]) -> str:
     import model as models
     from service.localize.retrieval import active_model
@@ -374,6 +387,8 @@ def retrieval_report(settings: Settings, photos: list[RealPhoto]) -> str:
     with_right = sum(any(box(*t.tile_bounds).covers(p.truth.centroid) for t in tiles) for p in photos)
     ref = active_model(settings)
     rows = [(f"the service's model: {ref.label()}", models.create_model(ref.architecture, weights=ref.path)),
+            ("the same, centred on the set's tiles (`astroloc model centre` over them)",
+             centred_on(models.create_model(ref.architecture, weights=ref.path), tile_images)),
             ("zero-shot ImageNet trunk: lite0-gem", models.create_model("lite0-gem", pretrained=True))]
     lines = [f"{len(photos)} photos ({with_right} with a right tile in the set) against the set's {len(tiles)} "
              "distinct candidate tiles (the middle third of each surrounding) at 4 rotations; a tile is right "

@@ -68,6 +68,34 @@ def activate(version_id: int = typer.Argument(..., help="Id from `astroloc model
         fail(str(exc))
 
 
+@app.command()
+def centre(
+    tiles_dir: Path = typer.Option(None, help="Local XYZ tile directory; default the demo world's tiles."),
+    url_template: str = typer.Option(None, help="HTTP XYZ/WMTS URL template instead of --tiles-dir."),
+    zooms: str = typer.Option(None, help="Zoom levels, e.g. 9-11; default the world's zooms."),
+    sample: int = typer.Option(2000, min=1, help="Tiles drawn from the database for the mean."),
+    seed: int = typer.Option(0, help="Seed of the draw."),
+    version_id: int = typer.Option(None, "--version", help="Retrieval version id; default: active."),
+    name: str = typer.Option(None, help="Name of the new version; default: the parent's name + '-centred'."),
+    activate: bool = typer.Option(False, help="Make it the active retrieval model."),
+    progress: bool = typer.Option(True, help="Progress bar."),
+) -> None:
+    """Centre a retrieval model's linear head on the database's imagery (no labels): run it on
+    every database of imagery other than the one its head was fitted on (the demo model: Blue
+    Marble) before `astroloc index build`; publishes a new version."""
+    from service import indexing
+
+    settings = get_settings()
+    try:
+        source, tiles, zoom_list = indexing.database_tiles(settings, tiles_dir, url_template, zooms, steps=1)
+        label = url_template or f"local XYZ tiles '{(tiles_dir or settings.resolved_tiles_dir).name}'"
+        version = indexing.centre_model(settings, source, tiles, f"{label}, zooms {zoom_list}", version_id=version_id,
+                                        sample=sample, seed=seed, name=name, activate=activate, progress=progress)
+    except ValueError as exc:
+        fail(str(exc))
+    print_json(version_summary(version) | {"config": version.config})
+
+
 @app.command("export-onnx")
 def export_onnx(
     version_id: int = typer.Option(None, "--version", help="Retrieval version id; default: active."),
