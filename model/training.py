@@ -234,6 +234,9 @@ def load_world(world_dir: Path | str, size: int, t_iou: float, zooms: list[int] 
     (training photos from ``train_world_dir`` when given: :func:`training_photos`)."""
     root = Path(world_dir)
     manifest = json.loads((root / "world.json").read_text())
+    if manifest.get("showcase"):
+        raise ValueError(f"the world in {root} holds only the demo's {manifest['showcase']} photos: "
+                         "build it whole with `astroloc world build`")
     available = sorted(int(z) for z in manifest["tiles"])
     zooms = sorted(zooms) if zooms else available
     if not set(zooms) <= set(available):

@@ -25,7 +25,7 @@ from index.sources import LocalXYZSource
 from service import artifacts, crud
 from service.config import Settings
 from service.db import session_scope, upgrade_database
-from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model
+from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model, describing_model
 from world.build import build_world
 from world.catalogue import WorldPhoto, read_photos
 from world.sampling import sample_tles
@@ -45,11 +45,12 @@ def world_zooms(settings: Settings) -> list[int]:
     return list(range(settings.world_min_zoom, settings.world_max_zoom + 1))
 
 
-def ensure_world(settings: Settings, progress: bool = False) -> dict:
-    """Build (or reuse) the demo world; returns its manifest."""
+def ensure_world(settings: Settings, progress: bool = False, showcase: int | None = None) -> dict:
+    """Build (or reuse) the demo world; returns its manifest. ``showcase``: only that many test
+    photos are needed (world.build.build_world); a full world there serves as it is."""
     return build_world(
         settings.resolved_world_dir, zooms=world_zooms(settings), n_queries=settings.world_queries,
-        seed=settings.world_seed, workers=settings.world_workers, progress=progress,
+        seed=settings.world_seed, workers=settings.world_workers, progress=progress, showcase=showcase,
     )
 
 
@@ -90,9 +91,8 @@ def ensure_index(
 ) -> int:
     """Index the tiles of ``tiles_dir`` (default: the demo world's) at ``zooms`` with
     ``model_ref`` at ``settings.index_rotations``; an index of another model or rotations there is replaced, one of this model is extended
-    with the tiles it lacks (nothing to do when complete). Returns the tiles in the index."""
-    import model
-
+    with the tiles it lacks (nothing to do when complete). Tiles are described by the model's ONNX
+    export (exported when missing; torch when that fails). Returns the tiles in the index."""
     index_dir = index_dir or settings.resolved_index_dir
     if (index_dir / "manifest.json").is_file():
         built = Manifest.load(index_dir)
@@ -100,7 +100,7 @@ def ensure_index(
             log.info("index in %s belongs to another model or rotations (%s); rebuilding it for %s at %s",
                      index_dir, built.rotations, model_ref.label(), list(settings.index_rotations))
             shutil.rmtree(index_dir)
-    net = model.create_model(model_ref.architecture, weights=model_ref.path)
+    net, _runtime = describing_model(settings, model_ref, export_missing=True)
     source = LocalXYZSource(tiles_dir or settings.resolved_tiles_dir)
     describer = tile_describer(net, source, batch_size=settings.describe_batch_size,
                                 workers=settings.index_load_workers, turns_deg=settings.index_turns_deg)
@@ -114,10 +114,11 @@ def ensure_index(
     return report.tiles_added + report.tiles_already_indexed
 
 
-def prepare_demo(settings: Settings, progress: bool = False) -> DemoStack:
-    """Everything the embedded default needs to localize the demo world's photos."""
+def prepare_demo(settings: Settings, progress: bool = False, showcase: int | None = None) -> DemoStack:
+    """Everything the embedded default needs to localize the demo world's photos (only the first
+    ``showcase`` test photos of its world when given: `astroloc demo`)."""
     upgrade_database(settings.resolved_database_url)
-    world = ensure_world(settings, progress)
+    world = ensure_world(settings, progress, showcase)
     ensure_tles(settings)
     model_ref = ensure_demo_model(settings)
     tiles = ensure_index(settings, model_ref, progress)

@@ -50,7 +50,7 @@ def resolve_model(
 
     from service import artifacts
     from service.db import upgrade_database
-    from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model
+    from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model, describing_model
 
     try:
         upgrade_database(settings.resolved_database_url)
@@ -68,8 +68,9 @@ def resolve_model(
         raise IndexingError(f"{exc}; or pass --arch NAME [--weights FILE]") from None
     except (LookupError, FileNotFoundError) as exc:
         raise IndexingError(str(exc)) from None
-    net = load_descriptor_model(ref.architecture, ref.path)
-    return ResolvedModel(net, ref.index_key, ref.label())
+    # A store version describes through its parity-checked ONNX export (exported when missing).
+    net, runtime = describing_model(settings, ref, export_missing=True)
+    return ResolvedModel(net, ref.index_key, f"{ref.label()} through {runtime}")
 
 
 def database_tiles(settings: Settings, tiles_dir: Path | None, url_template: str | None, zooms: str | None,

@@ -81,3 +81,30 @@ def test_astroloc_model_centre_publishes_a_centred_version(sqlite_settings, tmp_
     readable = [stored.read_tile(t) for t in tiles if (t.x, t.y) != (0, 1)]
     centre_on_tiles(original, [readable], rotations=sqlite_settings.index_rotations)
     assert torch.allclose(net.projection.bias, original.projection.bias, atol=1e-5)
+
+
+def test_the_index_build_describes_through_the_models_onnx_export(sqlite_settings, tmp_path):
+    """ensure_index (the demo's and the tests' index builds) exports the active model to ONNX
+    (parity-checked), publishes it for serving, and describes the tiles with it: a tile described
+    by torch finds itself at a cosine similarity of 1 (to ONNX's parity)."""
+    from index.search import ShardedIndex
+    from service import artifacts
+    from service.demo_stack import ensure_demo_model, ensure_index
+    from service.localize.retrieval import describing_model
+    from world.bluemarble import BlueMarbleTileSource
+
+    tiles_dir = tmp_path / "tiles"
+    source = BlueMarbleTileSource(tiles_dir)
+    source.fill_cache([1])
+    ref = ensure_demo_model(sqlite_settings)
+    assert describing_model(sqlite_settings, ref)[1] == "torch"  # nothing exported yet
+    assert ensure_index(sqlite_settings, ref, zooms=[1], tiles_dir=tiles_dir) == 4
+    version, _path = artifacts.active_artifact(sqlite_settings, "retrieval-onnx")
+    assert version.config["source_sha256"] == ref.sha256
+    assert describing_model(sqlite_settings, ref)[1] == "onnxruntime"
+
+    torch_net = model.create_model(ref.architecture, weights=ref.path)
+    query = model.describe(torch_net, [np.rot90(LocalXYZSource(tiles_dir).read_tile(Tile(1, 1, 0)), 1)], rotations=(0,))[:, 0]
+    index = ShardedIndex.open(sqlite_settings.resolved_index_dir, ref.index_key)
+    [found] = index.search(query, None, k=1)
+    assert found.hits[0].tile == Tile(1, 1, 0) and found.hits[0].score > 0.999

@@ -223,3 +223,25 @@ def test_ground_keypoints_tell_open_ocean_from_textured_land():
     across_the_antimeridian = ground_keypoints([(-20.0, 177.0), (-14.0, 177.0), (-14.0, -177.0), (-20.0, -177.0)],
                                                SIFT_CONTRAST / 2)  # Fiji: islands on both sides of 180 deg
     assert across_the_antimeridian > pacific
+
+
+def test_a_showcase_world_renders_only_the_first_test_photos_and_a_full_build_keeps_them(tmp_path, tles):
+    """`astroloc demo` renders only the test photos it shows: the same photos, with the same truth,
+    as the full world's first ones; a full build later completes the world around them."""
+    from model.training import load_world
+    from world.catalogue import read_photos
+
+    out, args = tmp_path / "world", dict(zooms=(1,), n_queries=30, seed=3, tles=tles)
+    shown = build_world(out, **args, showcase=2)
+    assert shown["showcase"] == 2 and shown["queries"]["test"] >= 2 and shown["queries"]["train"] == 0
+    showcase = read_photos(out, split="test")
+    assert len(showcase) == 2
+    assert build_world(out, **args, showcase=1)["showcase"] == 2  # reused: it holds what is asked
+    with pytest.raises(ValueError, match="astroloc world build"):
+        load_world(out, size=32, t_iou=0.1)
+
+    full = build_world(out, **args)
+    assert "showcase" not in full and sum(full["queries"].values()) == 30
+    first = read_photos(out, split="test", limit=2)
+    assert [(p.photo_id, p.truth.wkt) for p in first] == [(p.photo_id, p.truth.wkt) for p in showcase]
+    assert build_world(out, **args, showcase=2) == full  # a full world serves the demo as it is

@@ -89,6 +89,7 @@ def build_world(
     tles: Sequence[TLE | tuple[str, str]] | None = None,
     workers: int = 1,
     progress: bool = False,
+    showcase: int | None = None,
 ) -> dict:
     """Build (or finish building) the demo world in ``out_dir``; returns its manifest.
 
@@ -96,6 +97,11 @@ def build_world(
     under ``queries/`` and their ground truth in ``queries.csv``. Idempotent and resumable:
     existing tiles and photos are kept, and a finished world with the same parameters returns
     at once.
+
+    ``showcase``: render only the first ``showcase`` Earth-only photos of the test split (in
+    plan order: the same photos, with the same truth, as a full world's first test photos), for
+    a demo that shows them; the manifest records ``"showcase": N``. A full world already built
+    there is returned as it is (it holds them); a later full build keeps the rendered photos.
     """
     zooms = sorted(set(int(z) for z in zooms))
     if not zooms or zooms[0] < 0 or zooms[-1] > 12:
@@ -116,14 +122,21 @@ def build_world(
     parameters = json.loads(json.dumps(parameters))  # as it reads back from world.json
     finished = _read_manifest(paths)
     if finished and finished.get("parameters") == parameters and paths.csv.is_file():
-        log.info("world in %s is up to date", paths.root)
-        return finished
+        shown = finished.get("showcase")  # absent: a full world, which holds every photo
+        if shown is None or (showcase is not None and shown >= showcase):
+            log.info("world in %s is up to date", paths.root)
+            return finished
+    if showcase is not None and showcase < 1:
+        raise ValueError(f"showcase must be at least 1 photo, got {showcase}")
 
     started = datetime.now(timezone.utc)
     tile_source = BlueMarbleTileSource(paths.tiles)
     rendered_tiles = tile_source.fill_cache(zooms, progress=progress)
     planned = plan_queries(n_queries, seed, tles, sampling)
-    rows = _render_queries(planned, paths, workers, progress)
+    if showcase is None:
+        rows = _render_queries(planned, paths, workers, progress)
+    else:
+        rows = _render_showcase(planned, paths, showcase)
     write_queries_csv(paths.csv, rows)
     manifest = {
         "parameters": parameters,
@@ -133,6 +146,7 @@ def build_world(
         "tiles_rendered_this_run": rendered_tiles,
         "queries": {s: sum(r["SPLIT"] == s for r in rows) for s in SPLITS},
         "earth_limb_queries": sum(r["EARTH_LIMB"] == 1 for r in rows),
+        **({"showcase": showcase} if showcase is not None else {}),
     }
     write_atomically(paths.manifest, json.dumps(manifest, indent=2).encode())
     return manifest
@@ -160,6 +174,22 @@ def _render_queries(planned: list[PlannedQuery], paths: WorldPaths, workers: int
     else:
         _drain(map(_render_and_store, todo, [paths] * len(todo)), len(todo), progress)
     return [json.loads((paths.queries / f"{q.photo_id}.json").read_text()) for q in planned]
+
+
+def _render_showcase(planned: list[PlannedQuery], paths: WorldPaths, count: int) -> list[dict]:
+    """Render the test split's planned photos in order until ``count`` see only Earth; their rows."""
+    paths.queries.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for query in planned:
+        if query.split != "test":
+            continue
+        truth = paths.queries / f"{query.photo_id}.json"
+        if not truth.is_file():
+            _render_and_store(query, paths)
+        rows.append(json.loads(truth.read_text()))
+        if sum(row["EARTH_LIMB"] != 1 for row in rows) >= count:
+            break
+    return rows
 
 
 def _drain(results: Iterable, total: int, progress: bool) -> None:
