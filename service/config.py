@@ -144,7 +144,8 @@ class Settings(BaseSettings):
         True, description="Check each shard's files against the manifest when first loaded."
     )
     tile_url_template: str | None = Field(
-        None, description="HTTP tile source: XYZ ({z}/{x}/{y}) or WMTS ({TileMatrix}...) URL template."
+        None, description="HTTP tile source: XYZ ({z}/{x}/{y}) or WMTS ({TileMatrix}...) URL template; "
+        "`astroloc index build` and `astroloc model centre` read it when given no --tiles-dir or --url-template."
     )
     tile_cache_dir: Path | None = Field(None, description="HTTP tile cache; default data_dir/tiles.")
     tile_http_timeout_s: float = Field(10.0, gt=0, description="Timeout of one tile request.")

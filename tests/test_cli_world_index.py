@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.config import get_settings
+from world.bluemarble import land_tiles
 
 NANO = ["--arch", "astroloc-nano"]
 
@@ -156,14 +157,41 @@ def test_index_build_from_an_http_tile_server(env):
     try:
         template = f"http://127.0.0.1:{server.server_address[1]}/{{z}}/{{x}}/{{y}}.jpg"
         index_dir = root / "index-http"
-        result = runner.invoke(app, ["index", "build", "--url-template", template, "--zooms", "3", *NANO,
-                                     "--out", str(index_dir), "--no-progress"])  # fmt: skip
+        # ASTROLOC_TILE_URL_TEMPLATE is the source when no --url-template or --tiles-dir is given.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("ASTROLOC_TILE_URL_TEMPLATE", template)
+            get_settings.cache_clear()
+            result = runner.invoke(app, ["index", "build", "--zooms", "3", *NANO,
+                                         "--out", str(index_dir), "--no-progress"])  # fmt: skip
+        get_settings.cache_clear()
+        every = runner.invoke(app, ["index", "build", "--url-template", template, "--zooms", "3", *NANO, "--all-tiles",
+                                    "--out", str(root / "index-http-all"), "--no-progress"])  # fmt: skip
     finally:
         server.shutdown()
         server.server_close()
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
-    assert report["tiles_added"] == 64 and report["tiles_skipped"] == 0
+    land = land_tiles([3])  # a URL template serves the whole grid: the land within |lat| <= 60 is indexed
+    assert report["tiles_added"] == len(land) == 20 and report["tiles_skipped"] == 0
+    assert every.exit_code == 0, every.output
+    assert json.loads(every.output[every.output.index("{"):])["tiles_added"] == 64
     assert len(list((root / "var" / "tiles").rglob("*.jpg"))) == 64  # the HTTP cache (data_dir/tiles)
     both = runner.invoke(app, ["index", "build", "--url-template", template, "--tiles-dir", str(world / "tiles"), *NANO])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_the_land_plan_of_zooms_9_to_11_is_the_databases_634k_tiles():
+    """EarthLoc's database: the land tiles of zooms 9-11 within |lat| <= 60 (the counts of
+    docs/operations.md), not the 5.8 M tiles of the grid; an overlapping grid keeps every
+    position touching one of them."""
+    from index.tiles import lonlat_to_tile_xy
+    from world.bluemarble import land_tile_grid
+
+    assert [int(land_tile_grid(z, 60).sum()) for z in (9, 10, 11)] == [31415, 121889, 480958]
+    grid = land_tile_grid(9, 60)
+    for lon, lat, land in ((2.35, 48.86, True), (-140.0, 0.0, False), (20.0, 75.0, False), (-60.0, -3.0, True)):
+        x, y = lonlat_to_tile_xy(lon, lat, 9)
+        assert bool(grid[int(y), int(x)]) is land, (lon, lat)
+    plain = {(t.x, t.y) for t in land_tiles([4])}
+    overlapping = land_tiles([4], steps=2)
+    assert {(t.x // 2, t.y // 2) for t in overlapping if t.x % 2 == 0 and t.y % 2 == 0} == plain

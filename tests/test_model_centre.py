@@ -102,6 +102,8 @@ def test_the_index_build_describes_through_the_models_onnx_export(sqlite_setting
     version, _path = artifacts.active_artifact(sqlite_settings, "retrieval-onnx")
     assert version.config["source_sha256"] == ref.sha256
     assert describing_model(sqlite_settings, ref)[1] == "onnxruntime"
+    on_cpu, _runtime = describing_model(sqlite_settings.model_copy(update={"model_device": "cpu"}), ref)
+    assert on_cpu.session.get_providers() == ["CPUExecutionProvider"]  # settings.model_device is obeyed
 
     torch_net = model.create_model(ref.architecture, weights=ref.path)
     query = model.describe(torch_net, [np.rot90(LocalXYZSource(tiles_dir).read_tile(Tile(1, 1, 0)), 1)], rotations=(0,))[:, 0]

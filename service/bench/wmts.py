@@ -40,31 +40,18 @@ TEMPLATE = "/wmts/s2cloudless-2020_3857/default/GoogleMapsCompatible/{TileMatrix
 
 
 def tile_counts(zooms=ZOOMS, max_lat_deg: float = MAX_LAT_DEG) -> dict[int, tuple[int, int]]:
-    """Per zoom: (tiles within |lat| <= max_lat_deg, of them with land)."""
-    from world.bluemarble import land_mask
+    """Per zoom: (tiles within |lat| <= max_lat_deg, of them with land): world.bluemarble's
+    planner, the one `astroloc index build --url-template` indexes."""
+    from world.bluemarble import land_tile_grid
 
-    mask = land_mask() > 0  # land or lake; row 0 is the south pole, 10' cells
-    rows, columns = mask.shape
     counts = {}
     for z in zooms:
         n = 2 ** z
         y = np.arange(n)
         lat_top = np.degrees(np.arctan(np.sinh(math.pi * (1 - 2 * y / n))))
         lat_bottom = np.degrees(np.arctan(np.sinh(math.pi * (1 - 2 * (y + 1) / n))))
-        in_band = np.flatnonzero((lat_bottom <= max_lat_deg) & (lat_top >= -max_lat_deg))
-        land = 0
-        fractions = (1 / 6, 1 / 2, 5 / 6)
-        for row in in_band:
-            lats = [lat_top[row] + f * (lat_bottom[row] - lat_top[row]) for f in fractions]
-            mask_rows = [min(rows - 1, int((lat + 90) / 180 * rows)) for lat in lats]
-            hit = np.zeros(n, bool)
-            for f in fractions:
-                lons = (np.arange(n) + f) / n * 360 - 180
-                mask_columns = np.minimum(columns - 1, ((lons + 180) / 360 * columns).astype(int))
-                for mask_row in mask_rows:
-                    hit |= mask[mask_row, mask_columns]
-            land += int(hit.sum())
-        counts[z] = (len(in_band) * n, land)
+        in_band = int(((lat_bottom <= max_lat_deg) & (lat_top >= -max_lat_deg)).sum())
+        counts[z] = (in_band * n, int(land_tile_grid(z, max_lat_deg).sum()))
     return counts
 
 

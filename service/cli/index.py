@@ -39,6 +39,9 @@ _INDEX_DIR = typer.Option(
 def build(
     tiles_dir: Path = typer.Option(None, help="Local XYZ tile directory; default the demo world's tiles."),
     url_template: str = typer.Option(None, help="HTTP XYZ/WMTS URL template instead of --tiles-dir."),
+    max_lat: float = typer.Option(60.0, help="--url-template: only tiles within |lat| <= this (degrees)."),
+    all_tiles: bool = typer.Option(False, "--all-tiles", help="--url-template: every tile of the grid, sea and "
+                                   "poles included (default: land tiles within --max-lat)."),
     zooms: str = typer.Option(None, help="Zoom levels, e.g. 3-6; default the world's zooms."),
     steps: int = typer.Option(1, min=1, max=4, help="Tile positions per tile width: 1 plain grid, 2 overlapping."),
     arch: str = _ARCH,
@@ -55,7 +58,8 @@ def build(
 
     settings = get_settings()
     try:
-        source, tiles, zoom_list = indexing.database_tiles(settings, tiles_dir, url_template, zooms, steps)
+        source, tiles, zoom_list = indexing.database_tiles(settings, tiles_dir, url_template, zooms, steps,
+                                                           all_tiles=all_tiles, max_lat_deg=max_lat)
         resolved = indexing.resolve_model(settings, arch, weights, version_id, seed)
         typer.echo(f"indexing {len(tiles):,} tiles (zooms {zoom_list}, steps {steps}) with {resolved.label}", err=True)
         # ValueError: another model's index, another build running, bad factories, a bad zoom range

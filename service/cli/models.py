@@ -72,6 +72,9 @@ def activate(version_id: int = typer.Argument(..., help="Id from `astroloc model
 def centre(
     tiles_dir: Path = typer.Option(None, help="Local XYZ tile directory; default the demo world's tiles."),
     url_template: str = typer.Option(None, help="HTTP XYZ/WMTS URL template instead of --tiles-dir."),
+    max_lat: float = typer.Option(60.0, help="--url-template: only tiles within |lat| <= this (degrees)."),
+    all_tiles: bool = typer.Option(False, "--all-tiles", help="--url-template: every tile of the grid, sea and "
+                                   "poles included (default: land tiles within --max-lat)."),
     zooms: str = typer.Option(None, help="Zoom levels, e.g. 9-11; default the world's zooms."),
     sample: int = typer.Option(2000, min=1, help="Tiles drawn from the database for the mean."),
     seed: int = typer.Option(0, help="Seed of the draw."),
@@ -87,7 +90,8 @@ def centre(
 
     settings = get_settings()
     try:
-        source, tiles, zoom_list = indexing.database_tiles(settings, tiles_dir, url_template, zooms, steps=1)
+        source, tiles, zoom_list = indexing.database_tiles(settings, tiles_dir, url_template, zooms, steps=1,
+                                                           all_tiles=all_tiles, max_lat_deg=max_lat)
         label = url_template or f"local XYZ tiles '{(tiles_dir or settings.resolved_tiles_dir).name}'"
         version = indexing.centre_model(settings, source, tiles, f"{label}, zooms {zoom_list}", version_id=version_id,
                                         sample=sample, seed=seed, name=name, activate=activate, progress=progress)

@@ -79,18 +79,24 @@ def describing_model(settings: Settings, model_ref: ModelRef, *, export_missing:
     """(network, runtime) describing tiles and photos for ``model_ref``: its active parity-checked
     ONNX export through onnxruntime (several times torch's speed on a CPU: `astroloc bench
     model`); with ``export_missing``, one is exported, checked and published when there is none.
-    torch when there is no export, or when the export fails (logged)."""
+    torch when there is no export, or when the export fails (logged). On ``settings.model_device``
+    (auto: CUDA when there is one)."""
     import model
+
+    import torch
 
     onnx_path = served_onnx(settings, model_ref)
     if onnx_path is None and export_missing:
         onnx_path = _export_onnx(settings, model_ref)
+    cuda = settings.model_device == "cuda" or (settings.model_device == "auto" and torch.cuda.is_available())
     if onnx_path is not None:
-        return model.load_onnx(onnx_path, threads=settings.model_threads), "onnxruntime"
+        providers = None if settings.model_device == "auto" else (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"])
+        return model.load_onnx(onnx_path, providers=providers, threads=settings.model_threads), "onnxruntime"
     net = model.create_model(model_ref.architecture, weights=model_ref.path)
+    if cuda:
+        net = net.to("cuda")  # settings.model_device "cuda" without a GPU: torch says so here
     if settings.model_threads:
-        import torch
-
         torch.set_num_threads(settings.model_threads)
     return net, "torch"
 
