@@ -443,3 +443,22 @@ def _build_lock(index_dir: Path) -> Iterator[None]:
 
 def _fsync_handle(handle) -> None:
     os.fsync(handle.fileno())
+
+
+def unindexed_tiles(index_dir: Path | str, tiles: Iterable[Tile]) -> list[Tile]:
+    """The tiles of ``tiles`` not yet in the index of ``index_dir`` (every one when there is no
+    index there), grouped by shard: what a build of them would describe."""
+    tiles = list(tiles)
+    index_dir = Path(index_dir)
+    if not (index_dir / MANIFEST_NAME).is_file():
+        return tiles
+    manifest = Manifest.load(index_dir)
+    pending: list[Tile] = []
+    for key, group in group_by_shard(tiles, manifest.shard_zoom).items():
+        entry = manifest.shards.get(key.name)
+        if entry is not None:
+            present = TileShard.load(index_dir, key.name, entry, mmap=True, verify=False).tiles
+            indexed = np.isin(tile_keys(tile_table(group)), tile_keys(present))
+            group = [t for t, done in zip(group, indexed) if not done]
+        pending += group
+    return pending

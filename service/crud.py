@@ -130,6 +130,13 @@ def queued_jobs(session: Session, older_than: timedelta | None = None) -> Sequen
     return session.scalars(query.order_by(Job.created_at)).all()
 
 
+def jobs_of_kind(session: Session, kind: str, status: JobStatus | None = None) -> Sequence[Job]:
+    query = select(Job).where(Job.kind == kind)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return session.scalars(query.order_by(Job.created_at)).all()
+
+
 def count_waiting_jobs(session: Session, queue: str) -> int:
     """Jobs of ``queue`` not started yet (what its bound counts, service.jobs.require_room)."""
     return session.scalar(select(func.count()).select_from(Job).where(Job.queue == queue, Job.status == JobStatus.QUEUED))

@@ -17,15 +17,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.build import build_index
 from index.database import grid_tiles
-from model.describer import tile_describer
 from index.shards import Manifest
-from index.sources import LocalXYZSource
 from service import artifacts, crud
 from service.config import Settings
 from service.db import session_scope, upgrade_database
-from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model, describing_model
+from service.localize.retrieval import ModelRef, RetrievalUnavailable, active_model
 from world.build import build_world
 from world.catalogue import WorldPhoto, read_photos
 from world.sampling import sample_tles
@@ -92,7 +89,8 @@ def ensure_index(
     """Index the tiles of ``tiles_dir`` (default: the demo world's) at ``zooms`` with
     ``model_ref`` at ``settings.index_rotations``; an index of another model or rotations there is replaced, one of this model is extended
     with the tiles it lacks (nothing to do when complete). Tiles are described by the model's ONNX
-    export (exported when missing; torch when that fails). Returns the tiles in the index."""
+    export (exported when missing; torch when that fails) in chunk jobs (service.index_jobs).
+    Returns the tiles in the index."""
     index_dir = index_dir or settings.resolved_index_dir
     if (index_dir / "manifest.json").is_file():
         built = Manifest.load(index_dir)
@@ -100,18 +98,15 @@ def ensure_index(
             log.info("index in %s belongs to another model or rotations (%s); rebuilding it for %s at %s",
                      index_dir, built.rotations, model_ref.label(), list(settings.index_rotations))
             shutil.rmtree(index_dir)
-    net, _runtime = describing_model(settings, model_ref, export_missing=True)
-    source = LocalXYZSource(tiles_dir or settings.resolved_tiles_dir)
-    describer = tile_describer(net, source, batch_size=settings.describe_batch_size,
-                                workers=settings.index_load_workers, turns_deg=settings.index_turns_deg)
+    from service.index_jobs import ModelRecipe, build_with_jobs
+    from service.indexing import SourceRecipe
+
     tiles = grid_tiles(zooms or world_zooms(settings), steps)
-    # build_index skips tiles already indexed: on a complete index this only reads the manifest.
-    report = build_index(
-        index_dir, tiles, describer, model_version=model_ref.index_key, rotations=settings.index_rotations,
-        shard_zoom=settings.index_shard_zoom, factories=settings.index_factories,
-        chunk_tiles=settings.index_build_chunk_tiles, progress=progress,
-    )
-    return report.tiles_added + report.tiles_already_indexed
+    # The index build's chunk jobs (in this process's pool on the embedded default); on a complete
+    # index there is nothing to describe.
+    report = build_with_jobs(settings, SourceRecipe.of(settings, tiles_dir or settings.resolved_tiles_dir, None), tiles,
+                             ModelRecipe(version_id=model_ref.version_id), index_dir=index_dir, progress=progress)
+    return report["tiles_added"] + report["tiles_already_indexed"]
 
 
 def prepare_demo(settings: Settings, progress: bool = False, showcase: int | None = None) -> DemoStack:

@@ -81,20 +81,11 @@ def database_tiles(settings: Settings, tiles_dir: Path | None, url_template: str
     ``max_lat_deg`` (world.bluemarble.land_tiles: 634,262 of the 5.8 M tiles of zooms 9-11), or
     every tile with ``all_tiles``."""
     from index.database import grid_tiles, local_tiles, parse_zooms
-    from index.sources import LocalXYZSource
 
     zoom_list = parse_zooms(zooms) if zooms else list(range(settings.world_min_zoom, settings.world_max_zoom + 1))
-    if url_template and tiles_dir:
-        raise IndexingError("give either --tiles-dir or --url-template, not both")
-    if tiles_dir is None and url_template is None:
-        url_template = settings.tile_url_template  # ASTROLOC_TILE_URL_TEMPLATE: the deployment's source
-    if url_template:
-        from index.remote import HTTPTileSource
-
-        source = HTTPTileSource(
-            url_template, cache_dir=settings.tile_cache_dir or settings.data_dir / "tiles",
-            timeout_s=settings.tile_http_timeout_s, retries=settings.tile_http_retries,
-        )
+    recipe = SourceRecipe.of(settings, tiles_dir, url_template)
+    source = recipe.open(settings)
+    if recipe.url_template:
         if all_tiles:
             return source, grid_tiles(zoom_list, steps), zoom_list
         from world.bluemarble import land_tiles
@@ -103,14 +94,45 @@ def database_tiles(settings: Settings, tiles_dir: Path | None, url_template: str
             return source, land_tiles(zoom_list, steps, max_lat_deg), zoom_list
         except ValueError as exc:  # a latitude out of range
             raise IndexingError(str(exc)) from None
-    root = tiles_dir or settings.resolved_tiles_dir
-    if not root.is_dir():
-        raise IndexingError(f"tile directory not found: {root} (build the demo world with `astroloc world build`)")
-    source = LocalXYZSource(root)
     tiles = local_tiles(source, zoom_list, steps)
     if not tiles:
-        raise IndexingError(f"no tiles of zooms {zoom_list} under {root}")
+        raise IndexingError(f"no tiles of zooms {zoom_list} under {recipe.tiles_dir}")
     return source, tiles, zoom_list
+
+
+@dataclass(frozen=True)
+class SourceRecipe:
+    """Where database tiles come from, as another process (an index worker) opens it again: a
+    local XYZ directory or an XYZ/WMTS URL template."""
+
+    tiles_dir: str | None = None
+    url_template: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, tiles_dir: Path | None, url_template: str | None) -> SourceRecipe:
+        """The given source; by default ``settings.tile_url_template``, else the demo world's tiles."""
+        if url_template and tiles_dir:
+            raise IndexingError("give either --tiles-dir or --url-template, not both")
+        if tiles_dir is None and url_template is None:
+            url_template = settings.tile_url_template  # ASTROLOC_TILE_URL_TEMPLATE: the deployment's source
+        if url_template:
+            return cls(url_template=url_template)
+        root = Path(tiles_dir or settings.resolved_tiles_dir).resolve()
+        if not root.is_dir():
+            raise IndexingError(f"tile directory not found: {root} (build the demo world with `astroloc world build`)")
+        return cls(tiles_dir=str(root))
+
+    def open(self, settings: Settings):  # noqa: ANN201
+        if self.url_template:
+            from index.remote import HTTPTileSource
+
+            return HTTPTileSource(
+                self.url_template, cache_dir=settings.tile_cache_dir or settings.data_dir / "tiles",
+                timeout_s=settings.tile_http_timeout_s, retries=settings.tile_http_retries,
+            )
+        from index.sources import LocalXYZSource
+
+        return LocalXYZSource(Path(self.tiles_dir))
 
 
 def build(settings: Settings, source, tiles, resolved: ResolvedModel, *, index_dir: Path | None = None,  # noqa: ANN001

@@ -31,7 +31,7 @@ from service.models import Job, utcnow
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default", "localize", "train")
+QUEUES = ("default", "localize", "train", "index")
 # What a queue runs for a job id, by name (RQ imports it in the worker process).
 JOB_RUNNER = "worker.runner.run_job"
 # The `astroloc worker` process, by name for the same reason.
@@ -99,6 +99,32 @@ class JobContext:
         self.detail.update(detail)
         with session_scope(self.settings.resolved_database_url) as session:
             crud.record_progress(session, self.job_id, fraction, dict(self.detail) or None)
+
+
+class Heartbeat:
+    """A daemon thread refreshing the job's heartbeat while the handler runs."""
+
+    def __init__(self, settings: Settings, job_id: str) -> None:
+        self._settings = settings
+        self._job_id = job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._settings.job_heartbeat_s):
+            try:
+                with session_scope(self._settings.resolved_database_url) as session:
+                    crud.record_progress(session, self._job_id)
+            except Exception:  # a missed beat is not fatal; the next one may pass
+                log.exception("heartbeat of job %s failed", self._job_id)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 # --- queues -------------------------------------------------------------------------------------
@@ -239,6 +265,8 @@ class QueueFull(ServiceBusy):
 
 def queue_bound(settings: Settings, queue: str) -> int:
     """Most jobs waiting in ``queue`` (``ASTROLOC_MAX_QUEUED_<QUEUE>``)."""
+    if queue == "index":  # an index build's chunks: planned by the operator, not requested by clients
+        return 2**31
     return {"localize": settings.max_queued_localize, "train": settings.max_queued_train}.get(
         queue, settings.max_queued_default)
 

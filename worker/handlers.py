@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from service.jobs import JobContext
-from worker import localize, selftest, train
+from worker import index_chunk, localize, selftest, train
 
 JobHandler = Callable[[JobContext, dict], dict]
 
@@ -18,4 +18,5 @@ HANDLERS: dict[str, JobHandler] = {
     "selftest": selftest.run,
     "localize": localize.run,
     "train": train.run,
+    "index-chunk": index_chunk.run,
 }

@@ -16,7 +16,7 @@ import traceback
 from service import crud
 from service.config import Settings, get_settings
 from service.db import session_scope
-from service.jobs import JobContext
+from service.jobs import Heartbeat, JobContext
 from service.models import JobStatus
 from worker.handlers import HANDLERS
 
@@ -25,32 +25,6 @@ log = logging.getLogger(__name__)
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
-
-
-class Heartbeat:
-    """A daemon thread refreshing the job's heartbeat while the handler runs."""
-
-    def __init__(self, settings: Settings, job_id: str) -> None:
-        self._settings = settings
-        self._job_id = job_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._settings.job_heartbeat_s):
-            try:
-                with session_scope(self._settings.resolved_database_url) as session:
-                    crud.record_progress(session, self._job_id)
-            except Exception:  # a missed beat is not fatal; the next one may pass
-                log.exception("heartbeat of job %s failed", self._job_id)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def run_job(job_id: str, settings: Settings | None = None) -> JobStatus | None:

@@ -213,6 +213,26 @@ def load(
     _report("load", "API under load: 8 clients, maximum-size uploads", markdown, write)
 
 
+@app.command("index-workers")
+def index_workers(
+    workers: str = typer.Option("1,2", help="Worker counts to run, comma-separated."),
+    zooms: str = typer.Option("5,6", help="Zooms of the demo world's tiles to index."),
+    write: bool = typer.Option(True, help="Write the table to docs/benchmarks.md."),
+) -> None:
+    """The index build on N `astroloc worker --queues index` processes (RQ, one thread each):
+    tiles/s, speed-up over one worker, and whether the indexes are the same."""
+    from service.bench import index_workers as bench
+    from service.cli.common import fail
+    from service.config import get_settings
+    from index.database import parse_zooms
+
+    try:
+        table = bench.run(get_settings(), [int(w) for w in workers.split(",")], parse_zooms(zooms))
+    except ValueError as exc:
+        fail(str(exc))
+    _report("index-workers", "Index build on N workers (RQ)", table, write)
+
+
 @app.command()
 def wmts(
     tiles: int = typer.Option(2000, help="Tiles fetched from the local WMTS emulator."),

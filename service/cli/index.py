@@ -52,19 +52,26 @@ def build(
     factories: str = typer.Option(None, help="FAISS factory policy; default settings.index_factories."),
     progress: bool = typer.Option(True, help="Progress bar."),
 ) -> None:
-    """Describe database tiles (4 rotations) and add them to the index; resumable, incremental
-    (tiles already indexed are skipped), missing or corrupt tiles skipped and counted."""
-    from service import indexing
+    """Describe database tiles (4 rotations) and add them to the index, as chunk jobs on the
+    'index' queue (any number of `astroloc worker --queues index`; in this process on the embedded
+    default), then assemble the index; resumable, incremental (tiles already indexed are
+    skipped), missing or corrupt tiles skipped and counted."""
+    from service import index_jobs, indexing
 
     settings = get_settings()
     try:
         source, tiles, zoom_list = indexing.database_tiles(settings, tiles_dir, url_template, zooms, steps,
                                                            all_tiles=all_tiles, max_lat_deg=max_lat)
-        resolved = indexing.resolve_model(settings, arch, weights, version_id, seed)
-        typer.echo(f"indexing {len(tiles):,} tiles (zooms {zoom_list}, steps {steps}) with {resolved.label}", err=True)
+        recipe = indexing.SourceRecipe.of(settings, tiles_dir, url_template)
+        model_recipe = index_jobs.ModelRecipe(version_id=version_id, arch=arch,
+                                              weights=str(weights.resolve()) if weights else None, seed=seed)
+        typer.echo(f"indexing {len(tiles):,} tiles (zooms {zoom_list}, steps {steps}) in chunks of "
+                   f"{settings.index_build_chunk_tiles} on the {index_jobs.INDEX_QUEUE!r} queue "
+                   f"({'`astroloc worker --queues index` processes' if settings.queue_mode == 'rq' else 'in this process'})",
+                   err=True)
         # ValueError: another model's index, another build running, bad factories, a bad zoom range
-        print_json(indexing.build(settings, source, tiles, resolved, index_dir=out, factories=factories,
-                                  progress=progress))
+        print_json(index_jobs.build_with_jobs(settings, recipe, tiles, model_recipe, index_dir=out,
+                                              factories=factories, progress=progress))
     except ValueError as exc:
         fail(str(exc))
 
