@@ -167,10 +167,10 @@ class InlineJobQueue:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # An index chunk's model already uses every core: one chunk at a time in this process.
+        threads = {"train": settings.inline_train_workers, "index": 1}
         self._pools = {
-            name: _DaemonPool(settings.inline_train_workers if name == "train" else settings.inline_workers,
-                              name=f"job-{name}")
-            for name in QUEUES
+            name: _DaemonPool(threads.get(name, settings.inline_workers), name=f"job-{name}") for name in QUEUES
         }
 
     def submit(self, job: Job) -> None:
