@@ -11,7 +11,7 @@ trains each shard's quantiser once and writes the sharded index as an in-process
 
 from __future__ import annotations
 
-import os
+import io
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from index.build import DescribedTiles
+from index.files import write_atomically
 from index.tiles import Tile
 
 CHUNK_SUFFIX = ".npz"
@@ -53,19 +54,16 @@ def write_chunk(directory: Path | str, number: int, described: DescribedTiles) -
     """Store a chunk's descriptors (float32) with its tiles and the skipped ones, atomically."""
     path = chunk_path(directory, number)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial{CHUNK_SUFFIX}")
     skipped = list(described.skipped.items())
-    with partial.open("wb") as handle:
-        np.savez(
-            handle,
-            tiles=tiles_array(described.tiles),
-            descriptors=np.asarray(described.descriptors, np.float32),
-            skipped_tiles=tiles_array([t for t, _ in skipped]),
-            skipped_reasons=np.array([reason for _, reason in skipped], dtype=str),
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        tiles=tiles_array(described.tiles),
+        descriptors=np.asarray(described.descriptors, np.float32),
+        skipped_tiles=tiles_array([t for t, _ in skipped]),
+        skipped_reasons=np.array([reason for _, reason in skipped], dtype=str),
+    )
+    write_atomically(path, buffer.getvalue(), durable=True)
     return path
 
 

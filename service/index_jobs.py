@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from index.chunks import StoredDescriber, chunk_done, plan_chunks, tiles_array, tiles_from_array, write_chunk
+from index.files import write_atomically
 from service import crud, jobs
 from service.config import Settings
 from service.db import session_scope
@@ -161,7 +162,7 @@ def plan_build(settings: Settings, recipe: SourceRecipe, tiles, model_recipe: Mo
         return path  # an interrupted build of the same tiles: its chunks are kept
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    path.write_text(plan.model_dump_json())
+    write_atomically(path, plan.model_dump_json().encode())
     return path
 
 
@@ -186,7 +187,7 @@ def queue_missing_chunks(settings: Settings, plan_path: Path) -> int:
         known[number] = jobs.enqueue(settings, CHUNK_JOB, IndexChunkParams(plan=str(plan_path), chunk=number),
                                      queue=INDEX_QUEUE)
         queued += 1
-    (directory / "jobs.json").write_text(json.dumps(known))
+    write_atomically(directory / "jobs.json", json.dumps(known).encode())
     return queued
 
 
