@@ -11,6 +11,14 @@ import numpy as np
 import typer
 
 
+# The options that name a database's tiles (`index build`, `model centre`): one definition each.
+TILES_DIR = typer.Option(None, help="Local XYZ tile directory; default the demo world's tiles.")
+URL_TEMPLATE = typer.Option(None, help="HTTP XYZ/WMTS URL template instead of --tiles-dir.")
+MAX_LAT = typer.Option(60.0, help="--url-template: only tiles within |lat| <= this (degrees).")
+ALL_TILES = typer.Option(False, "--all-tiles", help="--url-template: every tile of the grid, sea and poles "
+                         "included (default: land tiles within --max-lat).")
+
+
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 

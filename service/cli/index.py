@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from geo.orbit import ISS_ALTITUDE_KM
-from service.cli.common import fail, print_json, read_image
+from service.cli.common import ALL_TILES, MAX_LAT, TILES_DIR, URL_TEMPLATE, fail, print_json, read_image
 from service.config import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -37,11 +37,10 @@ _INDEX_DIR = typer.Option(
 
 @app.command()
 def build(
-    tiles_dir: Path = typer.Option(None, help="Local XYZ tile directory; default the demo world's tiles."),
-    url_template: str = typer.Option(None, help="HTTP XYZ/WMTS URL template instead of --tiles-dir."),
-    max_lat: float = typer.Option(60.0, help="--url-template: only tiles within |lat| <= this (degrees)."),
-    all_tiles: bool = typer.Option(False, "--all-tiles", help="--url-template: every tile of the grid, sea and "
-                                   "poles included (default: land tiles within --max-lat)."),
+    tiles_dir: Path = TILES_DIR,
+    url_template: str = URL_TEMPLATE,
+    max_lat: float = MAX_LAT,
+    all_tiles: bool = ALL_TILES,
     zooms: str = typer.Option(None, help="Zoom levels, e.g. 3-6; default the world's zooms."),
     steps: int = typer.Option(1, min=1, max=4, help="Tile positions per tile width: 1 plain grid, 2 overlapping."),
     arch: str = _ARCH,

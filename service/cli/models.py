@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from service import artifacts, crud
-from service.cli.common import fail, print_json
+from service.cli.common import ALL_TILES, MAX_LAT, TILES_DIR, URL_TEMPLATE, fail, print_json
 from service.config import get_settings
 from service.db import session_scope
 
@@ -70,11 +70,10 @@ def activate(version_id: int = typer.Argument(..., help="Id from `astroloc model
 
 @app.command()
 def centre(
-    tiles_dir: Path = typer.Option(None, help="Local XYZ tile directory; default the demo world's tiles."),
-    url_template: str = typer.Option(None, help="HTTP XYZ/WMTS URL template instead of --tiles-dir."),
-    max_lat: float = typer.Option(60.0, help="--url-template: only tiles within |lat| <= this (degrees)."),
-    all_tiles: bool = typer.Option(False, "--all-tiles", help="--url-template: every tile of the grid, sea and "
-                                   "poles included (default: land tiles within --max-lat)."),
+    tiles_dir: Path = TILES_DIR,
+    url_template: str = URL_TEMPLATE,
+    max_lat: float = MAX_LAT,
+    all_tiles: bool = ALL_TILES,
     zooms: str = typer.Option(None, help="Zoom levels, e.g. 9-11; default the world's zooms."),
     sample: int = typer.Option(2000, min=1, help="Tiles drawn from the database for the mean."),
     seed: int = typer.Option(0, help="Seed of the draw."),
