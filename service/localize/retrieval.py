@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from shapely.geometry.base import BaseGeometry
 
-from index.search import SearchResult, ShardedIndex
+from index.search import ShardedIndex
 from service import artifacts
 from service.config import Settings
 
@@ -149,11 +148,6 @@ class RetrievalEngine:
 
         with self._lock:  # one forward pass at a time: torch already uses every core
             return model.describe(self.net, images, rotations=(0,), batch_size=self.settings.describe_batch_size)[:, 0]
-
-    def search(self, image: np.ndarray, region: BaseGeometry | None, k: int) -> SearchResult:
-        """Top-k tiles for one photo inside ``region`` (None: worldwide)."""
-        descriptor = self.describe([image])
-        return self.index.search(descriptor, region, k=k, nprobe=self.settings.index_nprobe)[0]
 
 
 _engines: dict[tuple, RetrievalEngine] = {}
