@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from geo.refine_params import MATCH_FILTERS, SIFT_CONTRAST
+
 # Tilt steps of the affine simulation: t = 1/cos(theta) = sqrt(2)^k, k = 1..affine_tilts
 # (45, 60, 69 deg), each over 180 deg of directions in steps of 72/t deg (Morel & Yu's sampling).
 AFFINE_TILT_STEP = float(np.sqrt(2.0))
@@ -41,7 +43,6 @@ _FLANN_INDEX_KDTREE = 1
 _CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
 
 
-MATCH_FILTERS = ("adalam", "ratio")
 ADALAM_SEED = 0
 
 
@@ -120,10 +121,6 @@ def _to_features(keypoints, descriptors, root: bool, norm: int) -> Features:  # 
     points = np.float32([k.pt for k in keypoints])
     return Features(points, root_sift(descriptors) if root else descriptors, norm,
                     np.float32([k.size for k in keypoints]), np.float32([k.angle for k in keypoints]))
-
-
-# OpenCV's default SIFT contrast threshold: keypoints of weaker extrema are dropped.
-SIFT_CONTRAST = 0.04
 
 
 def detect(image: np.ndarray, max_features: int, mask: np.ndarray | None = None, *,

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from geo.checks import NADIR_ORBIT_MAX_KM as _NADIR_ORBIT_MAX_KM
-from geo.refine import RefineParams
+from geo.refine_params import RefineParams
 
 # The refinement defaults live once, in geo.refine.RefineParams; the ASTROLOC_REFINE_* fields below take them.
 _REFINE_DEFAULTS = RefineParams()

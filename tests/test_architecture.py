@@ -146,3 +146,14 @@ def test_pure_packages_know_no_web_queue_or_database():
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
                 offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in NOT_IN_PURE]
     assert offenders == []
+
+
+def test_importing_the_settings_stays_light():
+    """The settings are read by every process and command: they must not pull in OpenCV, SciPy
+    or torch (the refinement's defaults come from geo.refine_params)."""
+    import subprocess
+    import sys
+
+    code = "import sys, service.config; print(sorted(m for m in ('cv2', 'scipy', 'torch') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded
