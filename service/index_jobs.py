@@ -228,10 +228,11 @@ def wait_for_chunks(settings: Settings, plan_path: Path, progress: bool, job_id:
 
 
 def _raise_failed_chunk(settings: Settings, directory: Path) -> None:
-    with session_scope(settings.resolved_database_url) as session:
-        for number, job_id in _chunk_jobs(directory).items():
-            job = crud.get_job(session, job_id)
-            if job is not None and job.status == JobStatus.FAILED and not chunk_done(directory, number):
+    chunk_of = {job_id: number for number, job_id in _chunk_jobs(directory).items()}
+    with session_scope(settings.resolved_database_url) as session:  # one query a poll, not one a chunk
+        for job in crud.jobs_of_kind(session, CHUNK_JOB, JobStatus.FAILED):
+            number = chunk_of.get(job.id)
+            if number is not None and not chunk_done(directory, number):
                 raise IndexingError(f"chunk {number} failed: {job.error}")
 
 

@@ -9,7 +9,7 @@ built here is one the API can serve.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,27 +133,6 @@ class SourceRecipe:
         from index.sources import LocalXYZSource
 
         return LocalXYZSource(Path(self.tiles_dir))
-
-
-def build(settings: Settings, source, tiles, resolved: ResolvedModel, *, index_dir: Path | None = None,  # noqa: ANN001
-          factories: str | None = None, progress: bool = True) -> dict:
-    """Describe ``tiles`` (``settings.index_rotations``) with the model and add them to the index: resumable and
-    incremental (tiles already indexed are skipped); missing or corrupt tiles skipped and counted."""
-    from index.build import build_index
-    from model.describer import tile_describer
-
-    describer = tile_describer(
-        resolved.net, source, batch_size=settings.describe_batch_size, workers=settings.index_load_workers,
-        turns_deg=settings.index_turns_deg,
-    )
-    index_dir = index_dir or settings.resolved_index_dir
-    report = build_index(
-        index_dir, tiles, describer, model_version=resolved.version, rotations=settings.index_rotations,
-        shard_zoom=settings.index_shard_zoom,
-        factories=factories or settings.index_factories, chunk_tiles=settings.index_build_chunk_tiles,
-        progress=progress,
-    )
-    return {"index_dir": str(index_dir), "model_version": resolved.version, **asdict(report)}
 
 
 def search(settings: Settings, rgb: np.ndarray, region: BaseGeometry | None, resolved: ResolvedModel, *,
